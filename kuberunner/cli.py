@@ -1,0 +1,139 @@
+"""The `kuberunner` command: parses arguments, makes one call, maps bad input to exit status 2.
+
+Exit statuses of `exec`: 0 success, 1 script failure, 2 bad input, 3 system failure, 4 timeout,
+130 canceled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from kuberunner import __version__
+from kuberunner.errors import BadInput
+
+BAD_INPUT = 2
+
+
+def _key_value(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", ctx=ctx, param=param)
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="kuberunner")
+@click.option("-v", "--verbose", is_flag=True, help="Log the runner's own diagnostics to stderr.")
+def main(verbose: bool) -> None:
+    """Run GitLab CI jobs in Kubernetes pods, through attach."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="kuberunner: %(message)s")
+
+
+@main.command("exec")
+@click.argument("jobs", nargs=-1)
+@click.option(
+    "-f",
+    "--file",
+    "file",
+    type=click.Path(path_type=Path),
+    default=Path(".gitlab-ci.yml"),
+    show_default=True,
+    help="The pipeline file.",
+)
+@click.option("-c", "--config", type=click.Path(path_type=Path), help="A GitLab Runner config.toml.")
+@click.option("--kubeconfig", type=click.Path(path_type=Path), help="Use this kubeconfig.")
+@click.option("--context", help="The kubeconfig context to use.")
+@click.option("-n", "--namespace", help="Namespace for the job pods.")
+@click.option(
+    "--var",
+    "variables",
+    multiple=True,
+    callback=_key_value,
+    metavar="KEY=VALUE",
+    help="An extra job variable (repeatable).",
+)
+@click.option(
+    "--masked-var",
+    "masked",
+    multiple=True,
+    callback=_key_value,
+    metavar="KEY=VALUE",
+    help="An extra job variable whose value is masked in the trace (repeatable).",
+)
+@click.option("--trace-file", type=click.Path(path_type=Path), help="Also write the trace here.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Job timeout in seconds.")
+@click.option(
+    "--color/--no-color", default=None, help="ANSI colours in runner lines (default: if a terminal)."
+)
+def exec_command(
+    jobs: tuple[str, ...],
+    file: Path,
+    config: Path | None,
+    kubeconfig: Path | None,
+    context: str | None,
+    namespace: str | None,
+    variables: tuple[tuple[str, str], ...],
+    masked: tuple[tuple[str, str], ...],
+    trace_file: Path | None,
+    timeout: float | None,
+    color: bool | None,
+) -> None:
+    """Run JOBS of a .gitlab-ci.yml (all visible jobs when none is named), each in its own pod."""
+    from kuberunner.local import ExecOptions, run_exec
+
+    options = ExecOptions(
+        file=file,
+        jobs=jobs,
+        config=config,
+        kubeconfig=kubeconfig,
+        context=context,
+        namespace=namespace,
+        variables=variables,
+        masked=masked,
+        trace_file=trace_file,
+        timeout=timeout,
+        color=sys.stdout.isatty() if color is None else color,
+    )
+    sys.exit(_run(lambda: run_exec(options)))
+
+
+@main.command("cluster")
+@click.option(
+    "--listen", default="127.0.0.1:0", show_default=True, help="Loopback address and port (0: any)."
+)
+@click.option("--kubeconfig-out", type=click.Path(path_type=Path), help="Where to write the kubeconfig.")
+@click.option("--state-dir", type=click.Path(path_type=Path), help="Where pods keep their files.")
+@click.option(
+    "--forbid", multiple=True, metavar="RESOURCE", help="Refuse e.g. pods/exec with 403, as RBAC would."
+)
+def cluster_command(
+    listen: str, kubeconfig_out: Path | None, state_dir: Path | None, forbid: tuple[str, ...]
+) -> None:
+    """Run the embedded single-node cluster in the foreground until SIGINT or SIGTERM."""
+    from kuberunner.cluster.server import run_cluster_forever
+
+    sys.exit(
+        run_cluster_forever(listen=listen, kubeconfig_out=kubeconfig_out, state_dir=state_dir, forbid=forbid)
+    )
+
+
+def _run(make: object) -> int:
+    """Run the coroutine made by `make`; bad input becomes one line on stderr and status 2."""
+    assert callable(make)
+    try:
+        status = asyncio.run(make())
+    except BadInput as exc:
+        click.echo(f"kuberunner: error: {exc}", err=True)
+        return BAD_INPUT
+    assert isinstance(status, int)
+    return status

@@ -1,0 +1,110 @@
+"""The build pod and its scripts Secret, as Kubernetes JSON, for the attach strategy.
+
+The Secret is created after the pod and owned by it (ownerReference to the pod's uid), so the
+cluster deletes it with the pod and no crash of ours between two calls can leak it; the kubelet
+simply waits for the Secret before it starts the container.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kuberunner.shell.layout import DETECT_SHELL, PodPaths
+
+RUNNER_LABEL = "kuberunner.io/runner"
+JOB_LABEL = "kuberunner.io/job"
+JOB_NAME_ANNOTATION = "kuberunner.io/job-name"
+
+
+@dataclass(frozen=True, slots=True)
+class PodDesign:
+    name: str
+    namespace: str
+    image: str
+    runner_name: str
+    job_id: str
+    job_name: str
+    paths: PodPaths
+    active_deadline_seconds: int | None = None
+
+
+def secret_name(pod_name: str) -> str:
+    return f"{pod_name}-scripts"
+
+
+def build_pod(design: PodDesign) -> dict[str, Any]:
+    paths = design.paths
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": 0,
+        "containers": [
+            {
+                "name": "build",
+                "image": design.image,
+                "command": ["sh", "-c", DETECT_SHELL],
+                "stdin": True,
+                "stdinOnce": False,
+                "tty": False,
+                "volumeMounts": [
+                    {"name": "scripts", "mountPath": paths.scripts_dir, "readOnly": True},
+                    {"name": "logs", "mountPath": paths.logs_dir},
+                    {"name": "builds", "mountPath": paths.builds_dir},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "scripts", "secret": {"secretName": secret_name(design.name), "defaultMode": 0o755}},
+            {"name": "logs", "emptyDir": {}},
+            {"name": "builds", "emptyDir": {}},
+        ],
+    }
+    if design.active_deadline_seconds is not None:
+        spec["activeDeadlineSeconds"] = design.active_deadline_seconds
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": design.name,
+            "namespace": design.namespace,
+            "labels": {
+                RUNNER_LABEL: _label_value(design.runner_name),
+                JOB_LABEL: _label_value(design.job_id),
+            },
+            "annotations": {JOB_NAME_ANNOTATION: design.job_name},
+        },
+        "spec": spec,
+    }
+
+
+def build_secret(*, pod: Mapping[str, Any], files: Mapping[str, bytes]) -> dict[str, Any]:
+    meta = pod["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": secret_name(meta["name"]),
+            "namespace": meta["namespace"],
+            "labels": dict(meta.get("labels", {})),
+            "ownerReferences": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": False,
+                    "blockOwnerDeletion": False,
+                }
+            ],
+        },
+        "data": {key: base64.b64encode(value).decode() for key, value in files.items()},
+    }
+
+
+def _label_value(text: str) -> str:
+    """Label values: at most 63 characters of [A-Za-z0-9._-], starting and ending alphanumeric."""
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "-" for c in text)[:63]
+    return cleaned.strip("._-") or "x"

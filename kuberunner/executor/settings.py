@@ -1,0 +1,28 @@
+"""Settings of the Kubernetes executor, grouped, each with the reason for its default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kuberunner.shell.layout import PodPaths
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorSettings:
+    namespace: str = "default"
+    """GitLab Runner's default when `namespace` is empty."""
+    image: str = "alpine:latest"
+    """Used when neither the job nor the config names one; the embedded cluster runs on the host anyway."""
+    runner_name: str = "kuberunner"
+    """Goes into the pod's labels so a sweeper or a restarted runner finds its pods."""
+    pod_start_timeout: float = 180.0
+    """GitLab's `poll_timeout`: how long a pod may stay Pending before the job is a system failure."""
+    after_script_timeout: float = 300.0
+    """GitLab's default after_script timeout (5 minutes), counted apart from the job's timeout."""
+    default_timeout: float = 3600.0
+    """GitLab's default job timeout (1 hour)."""
+    api_budget: float = 60.0
+    """How long the Kubernetes API may stay unreachable in one stretch before the job fails."""
+    kill_grace: float = 15.0
+    """How long to wait for a killed stage's marker before calling the stage lost."""
+    paths: PodPaths = field(default_factory=PodPaths)

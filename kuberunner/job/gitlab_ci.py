@@ -1,0 +1,268 @@
+"""Turn a .gitlab-ci.yml into a Pipeline of JobSpecs, the way GitLab would read it.
+
+The order follows GitLab: parse the YAML (yaml_nodes), resolve `!reference` and `extends:`
+(inheritance), then apply `default:` and the global variables to each visible job and read the
+keywords we act on (values). A keyword we know but do not act on yet becomes a warning naming the
+job and the keyword; an unknown keyword is a warning too, as a typo should not stop a run. Anything
+we cannot run is a JobFileError with the file and line. Nothing here runs or expands anything:
+`$VAR` in values stays as written, for the job's shell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kuberunner.errors import JobFileError
+from kuberunner.job import keywords, values
+from kuberunner.job.inheritance import resolve_extends, resolve_references
+from kuberunner.job.spec import JobSpec, Pipeline
+from kuberunner.job.yaml_nodes import Entry, Map, Node, Scalar, describe, load_documents
+
+__all__ = ["JobFileError", "load_pipeline", "parse_pipeline", "select_jobs"]
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+"""GitLab refuses CI files past a few MiB; a bound keeps a wrong path (a log, an image) from eating memory."""
+
+
+def load_pipeline(path: Path) -> Pipeline:
+    """Read and parse the CI file at `path`; every problem is a one-line JobFileError."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError as exc:
+        raise JobFileError(path, 0, "no such file") from exc
+    except IsADirectoryError as exc:
+        raise JobFileError(path, 0, "is a directory, not a file") from exc
+    except OSError as exc:
+        raise JobFileError(path, 0, f"cannot read: {exc.strerror or exc}") from exc
+    if len(data) > MAX_FILE_BYTES:
+        raise JobFileError(path, 0, f"is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise JobFileError(path, line, "is not valid UTF-8") from exc
+    return parse_pipeline(text, path)
+
+
+def parse_pipeline(text: str, path: Path) -> Pipeline:
+    """Parse CI file text; `path` is only used to name the file in errors and in the Pipeline."""
+    warnings: list[str] = []
+    root = _jobs_document(load_documents(text, path), path, warnings)
+    root = resolve_references(root, path)
+    return _PipelineReader(root, path, warnings).read()
+
+
+def select_jobs(pipeline: Pipeline, names: Sequence[str]) -> tuple[JobSpec, ...]:
+    """The named jobs in the order named, or every job in file order when `names` is empty.
+
+    A name the file does not define as a runnable job is bad input: a JobFileError without a line,
+    listing the jobs there are, e.g. `.gitlab-ci.yml: no job named 'tset' (jobs: build, test)`.
+    """
+    if not names:
+        return pipeline.jobs
+    chosen = []
+    for name in names:
+        job = pipeline.job(name)
+        if job is None:
+            available = ", ".join(j.name for j in pipeline.jobs) or "none"
+            hidden = ", as names starting with '.' are hidden" if name.startswith(".") else ""
+            raise JobFileError(pipeline.path, 0, f"no job named {name!r}{hidden} (jobs: {available})")
+        chosen.append(job)
+    return tuple(chosen)
+
+
+def _jobs_document(documents: list[Node], path: Path, warnings: list[str]) -> Map:
+    """The document holding the jobs; a GitLab `spec:` header document may come before it."""
+    if len(documents) == 2 and isinstance(documents[0], Map) and documents[0].keys() == ("spec",):
+        warnings.append(keywords.not_supported("", "spec"))
+        documents = documents[1:]
+    if len(documents) > 1:
+        second = documents[1]
+        raise JobFileError(
+            path,
+            second.line,
+            "holds more than one YAML document; only a 'spec:' header may come before the jobs",
+        )
+    if not documents or (isinstance(documents[0], Scalar) and documents[0].value is None):
+        raise JobFileError(path, 0, "is empty; it must define at least one job")
+    root = documents[0]
+    if not isinstance(root, Map):
+        raise JobFileError(path, root.line, f"must be a mapping of job names to jobs, not {describe(root)}")
+    return root
+
+
+@dataclass(slots=True)
+class _Defaults:
+    """What `default:` (or the deprecated top-level globals) gives a job that does not say otherwise."""
+
+    image: str | None = None
+    before_script: tuple[str, ...] = ()
+    after_script: tuple[str, ...] = ()
+    timeout: int | None = None
+
+    def read(self, entry: Entry, where: str, path: Path, warnings: list[str]) -> None:
+        if entry.key == "image":
+            self.image = values.image_name(entry, where, path, warnings)
+        elif entry.key == "timeout":
+            self.timeout = values.timeout_seconds(entry, where, path)
+        elif entry.key == "before_script":
+            self.before_script = values.script_lines(entry, where, path)
+        elif entry.key == "after_script":
+            self.after_script = values.script_lines(entry, where, path)
+
+    def only(self, chosen: frozenset[str] | None) -> _Defaults:
+        """The defaults a job with `inherit:default:` `chosen` takes (None: all of them)."""
+        if chosen is None:
+            return self
+
+        def pick(key: str) -> bool:
+            return key in chosen
+
+        return _Defaults(
+            image=self.image if pick("image") else None,
+            before_script=self.before_script if pick("before_script") else (),
+            after_script=self.after_script if pick("after_script") else (),
+            timeout=self.timeout if pick("timeout") else None,
+        )
+
+
+class _PipelineReader:
+    def __init__(self, root: Map, path: Path, warnings: list[str]) -> None:
+        self._root = root
+        self._path = path
+        self._warnings = warnings
+
+    def read(self) -> Pipeline:
+        job_entries = {e.key: e for e in self._root if e.key not in keywords.TOP_LEVEL_RESERVED}
+        if all(name.startswith(".") for name in job_entries):
+            raise JobFileError(self._path, 0, "defines no visible jobs (names starting with '.' are hidden)")
+        for entry in self._root:
+            if entry.key in keywords.TOP_LEVEL_IGNORED:
+                self._warnings.append(keywords.not_supported("", entry.key))
+        global_variables = self._global_variables()
+        defaults = self._defaults()
+        for name, entry in job_entries.items():
+            if not name.startswith(".") and not isinstance(entry.value, Map):
+                raise JobFileError(
+                    self._path,
+                    entry.key_line,
+                    f"job {name!r} must be a mapping of keywords, not {describe(entry.value)}",
+                )
+        merged = resolve_extends(job_entries, self._path)
+        jobs = []
+        for name, entry in job_entries.items():
+            if name.startswith("."):
+                continue
+            job = self._job(name, entry, merged[name], defaults, global_variables)
+            if job is not None:
+                jobs.append(job)
+        return Pipeline(path=self._path, jobs=tuple(jobs), warnings=_unique(self._warnings))
+
+    def _global_variables(self) -> tuple[tuple[str, str], ...]:
+        entry = self._root.get("variables")
+        return values.variables(entry, "", self._path, self._warnings) if entry else ()
+
+    def _defaults(self) -> _Defaults:
+        defaults = _Defaults()
+        for key in keywords.GLOBALS_LIKE_DEFAULT:
+            entry = self._root.get(key)
+            if entry is not None:
+                defaults.read(entry, key, self._path, self._warnings)
+        entry = self._root.get("default")
+        if entry is None:
+            return defaults
+        if not isinstance(entry.value, Map):
+            raise JobFileError(
+                self._path,
+                entry.key_line,
+                f"'default' must be a mapping of keywords, not {describe(entry.value)}",
+            )
+        for sub in entry.value:
+            if sub.key in keywords.DEFAULT_ACTED_ON:
+                defaults.read(sub, "default", self._path, self._warnings)
+            elif sub.key in keywords.DEFAULT_IGNORED:
+                self._warnings.append(keywords.not_supported("default", sub.key))
+            elif sub.key == "variables":
+                # GitLab rejects this; variables for every job belong at the top level.
+                self._warnings.append(
+                    "default: keyword 'variables' is not allowed here and is ignored "
+                    "(use top-level 'variables')"
+                )
+            else:
+                known = keywords.DEFAULT_ACTED_ON | keywords.DEFAULT_IGNORED
+                self._warnings.append(keywords.unknown("default", sub.key, known))
+        return defaults
+
+    def _job(
+        self,
+        name: str,
+        entry: Entry,
+        job: Map,
+        defaults: _Defaults,
+        global_variables: tuple[tuple[str, str], ...],
+    ) -> JobSpec | None:
+        where = keywords.job_label(name)
+        warnings: list[str] = []
+        inherit = values.Inherit()
+        inherit_entry = job.get("inherit")
+        if inherit_entry is not None:
+            inherit = values.inherit(inherit_entry, where, self._path, warnings)
+        for sub in job:
+            if sub.key in keywords.JOB_IGNORED:
+                warnings.append(keywords.not_supported(where, sub.key))
+            elif sub.key not in keywords.JOB_ACTED_ON:
+                known = keywords.JOB_ACTED_ON | keywords.JOB_IGNORED
+                warnings.append(keywords.unknown(where, sub.key, known))
+        script = job.get("script")
+        if script is None:
+            without = next((k for k in keywords.JOBS_WITHOUT_SCRIPT if job.get(k) is not None), None)
+            if without is not None:
+                self._warnings.append(
+                    f"{where}: keyword {without!r} is not supported yet; the job is skipped"
+                )
+                return None
+            raise JobFileError(
+                self._path,
+                entry.key_line,
+                f"{where} has no 'script' (every job needs one, unless it uses 'trigger')",
+            )
+        inherited = defaults.only(inherit.default)
+
+        def lines(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+            own = job.get(key)
+            return values.script_lines(own, where, self._path) if own is not None else default
+
+        image_entry = job.get("image")
+        image = (
+            values.image_name(image_entry, where, self._path, warnings) if image_entry else inherited.image
+        )
+        timeout_entry = job.get("timeout")
+        timeout = (
+            values.timeout_seconds(timeout_entry, where, self._path) if timeout_entry else inherited.timeout
+        )
+        variables_entry = job.get("variables")
+        own_variables = (
+            values.variables(variables_entry, where, self._path, warnings) if variables_entry else ()
+        )
+        taken_globals = tuple(
+            (key, value)
+            for key, value in global_variables
+            if inherit.variables is None or key in inherit.variables
+        )
+        return JobSpec(
+            name=name,
+            script=values.script_lines(script, where, self._path, required=True),
+            before_script=lines("before_script", inherited.before_script),
+            after_script=lines("after_script", inherited.after_script),
+            image=image,
+            variables=taken_globals + own_variables,
+            timeout_seconds=timeout,
+            warnings=_unique(warnings),
+        )
+
+
+def _unique(lines: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(lines))

@@ -1,0 +1,379 @@
+"""One connection pool to one API server: typed REST with raw JSON, pod watching, and the plumbing
+(TLS, per-connection bearer headers) that `streams.py` reuses for attach, exec and log follow.
+
+REST goes through kubernetes_asyncio's `ApiClient.call_api` with `_preload_content=False`, so the
+library handles auth and serialisation while we keep the raw JSON and check the status ourselves.
+The library's own aiohttp session is replaced by ours: one TLS context (CA file or data, client
+certificate) and one connector for REST and streams alike, sized for long-lived streams.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import tempfile
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace, TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from kubernetes_asyncio.client import ApiClient, Configuration
+
+from kuberunner.kube.config import ClusterConfig
+from kuberunner.kube.errors import (
+    KubeConfigError,
+    KubeError,
+    StreamIdle,
+    map_errors,
+    status_from_body,
+    status_from_dict,
+)
+from kuberunner.kube.loglines import LineSplitter, LineTooLong
+
+_MAX_ERROR_BODY = 65536
+
+
+def build_ssl_context(cfg: ClusterConfig) -> ssl.SSLContext:
+    """The TLS settings of `cfg` as one context, shared by REST and stream connections."""
+    try:
+        if cfg.ca_file or cfg.ca_data:
+            cadata = cfg.ca_data.decode("ascii", errors="replace") if cfg.ca_data else None
+            ctx = ssl.create_default_context(cafile=cfg.ca_file, cadata=cadata)
+        else:
+            ctx = ssl.create_default_context()
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise KubeConfigError(f"cluster CA ({cfg.ca_file or 'certificate-authority-data'}): {exc}") from None
+    if not cfg.verify_ssl:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    try:
+        if cfg.cert_data or cfg.key_data:
+            # ssl only loads key material from files: write it to a private directory just long
+            # enough to load it.
+            with tempfile.TemporaryDirectory(prefix="kuberunner-tls-") as tmp:
+                cert, key = Path(tmp) / "client.crt", Path(tmp) / "client.key"
+                cert.write_bytes(cfg.cert_data or b"")
+                key.touch(mode=0o600)
+                key.write_bytes(cfg.key_data or b"")
+                ctx.load_cert_chain(str(cert), str(key))
+        elif cfg.cert_file:
+            ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise KubeConfigError(f"client certificate/key ({cfg.cert_file or 'inline data'}): {exc}") from None
+    return ctx
+
+
+@dataclass
+class UpgradeRejection:
+    """The body of a refused WebSocket upgrade (aiohttp discards it; the Status is in there)."""
+
+    status: int = 0
+    body: bytes = b""
+
+
+_upgrade_rejection: ContextVar[UpgradeRejection | None] = ContextVar("upgrade_rejection", default=None)
+
+
+@contextmanager
+def capture_upgrade_rejection() -> Iterator[UpgradeRejection]:
+    """While active in this task, a non-101 answer to a WebSocket upgrade has its body kept."""
+    holder = UpgradeRejection()
+    token = _upgrade_rejection.set(holder)
+    try:
+        yield holder
+    finally:
+        _upgrade_rejection.reset(token)
+
+
+async def _keep_rejected_upgrade_body(
+    session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams
+) -> None:
+    holder = _upgrade_rejection.get()
+    resp = params.response
+    if holder is None or resp.status == 101:
+        return
+    if params.headers.get("Upgrade", "").lower() != "websocket":
+        return
+    holder.status = resp.status
+    holder.body = await read_bounded(resp.content, _MAX_ERROR_BODY)
+
+
+async def read_bounded(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """Up to `limit` bytes of a body (an error body is for a message, not worth unbounded memory)."""
+    body = bytearray()
+    while len(body) < limit:
+        chunk = await content.read(limit - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
+
+
+def _read_token_file(path: str) -> str | None:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+class KubeClient:
+    """REST calls take and return raw Kubernetes JSON (dicts); errors are `kube.errors` types."""
+
+    def __init__(
+        self,
+        cfg: ClusterConfig,
+        api: ApiClient,
+        session: aiohttp.ClientSession,
+        *,
+        request_timeout: float,
+        connect_timeout: float,
+    ) -> None:
+        self._cfg = cfg
+        self._api = api
+        self._session = session
+        self._request_timeout = request_timeout
+        self._connect_timeout = connect_timeout
+
+    @classmethod
+    async def open(
+        cls,
+        cfg: ClusterConfig,
+        *,
+        pool_size: int = 300,
+        request_timeout: float = 60.0,
+        connect_timeout: float = 30.0,
+    ) -> KubeClient:
+        """`pool_size` caps connections: each attach, log follow and watch holds one for its life,
+        so size it above 3x the concurrent jobs or REST calls queue behind streams."""
+        conf = Configuration(host=cfg.host)
+        conf.verify_ssl = cfg.verify_ssl
+        token = cfg.token
+        if cfg.token_file:
+            token = _read_token_file(cfg.token_file) or token
+            conf.refresh_api_key_hook = _token_file_hook(cfg.token_file)
+        if token:
+            # The key must be "BearerToken"; "authorization" silently sends nothing.
+            conf.api_key = {"BearerToken": token}
+            conf.api_key_prefix = {"BearerToken": "Bearer"}
+        ssl_ctx = build_ssl_context(cfg) if cfg.host.startswith("https") else None
+        trace = aiohttp.TraceConfig()
+        trace.on_request_end.append(_keep_rejected_upgrade_body)
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=pool_size, ssl=ssl_ctx if ssl_ctx is not None else True),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
+            trust_env=False,
+            read_bufsize=2**21,
+            trace_configs=[trace],
+        )
+        api = ApiClient(conf)
+        await api.rest_client.pool_manager.close()
+        api.rest_client.pool_manager = session
+        return cls(cfg, api, session, request_timeout=request_timeout, connect_timeout=connect_timeout)
+
+    async def close(self) -> None:
+        await self._api.close()
+
+    async def __aenter__(self) -> KubeClient:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def cfg(self) -> ClusterConfig:
+        return self._cfg
+
+    @property
+    def namespace(self) -> str:
+        return self._cfg.namespace
+
+    # --- plumbing shared with streams.py -------------------------------------------------------
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        return self._session
+
+    @property
+    def connect_timeout(self) -> float:
+        return self._connect_timeout
+
+    def url(self, path: str) -> str:
+        return self._cfg.host + path
+
+    async def auth_headers(self) -> dict[str, str]:
+        """Fresh per connection: a rotated service-account token is picked up by the next stream."""
+        headers: dict[str, str] = {}
+        with map_errors(self._cfg.host):
+            await self._api.update_params_for_auth(headers, [], ["BearerToken"])
+        return headers
+
+    # --- REST ----------------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        timeout = aiohttp.ClientTimeout(total=self._request_timeout, sock_connect=self._connect_timeout)
+        with map_errors(self._cfg.host):
+            resp = await self._api.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=dict(body) if body is not None else None,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+            async with resp:
+                data = await resp.read()
+                status = resp.status
+        if not 200 <= status < 300:
+            raise status_from_body(status, data)
+        try:
+            return json.loads(data) if data else {}
+        except ValueError:
+            raise KubeError(f"{method} {path}: the API server sent invalid JSON") from None
+
+    @staticmethod
+    def _path(namespace: str, resource: str, name: str | None = None) -> str:
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/{resource}"
+        return path if name is None else f"{path}/{quote(name, safe='')}"
+
+    async def create_pod(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        return _as_dict(await self._call("POST", self._path(namespace, "pods"), body=body))
+
+    async def get_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        return _as_dict(await self._call("GET", self._path(namespace, "pods", name)))
+
+    async def list_pods(self, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        query = [("labelSelector", label_selector)] if label_selector else None
+        doc = _as_dict(await self._call("GET", self._path(namespace, "pods"), query=query))
+        items = doc.get("items")
+        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+    async def delete_pod(self, namespace: str, name: str, *, grace_seconds: int | None = None) -> None:
+        query = [("gracePeriodSeconds", str(grace_seconds))] if grace_seconds is not None else None
+        await self._call("DELETE", self._path(namespace, "pods", name), query=query)
+
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        return _as_dict(await self._call("POST", self._path(namespace, "secrets"), body=body))
+
+    async def patch_secret(self, namespace: str, name: str, merge_patch: dict[str, Any]) -> dict[str, Any]:
+        return _as_dict(
+            await self._call(
+                "PATCH",
+                self._path(namespace, "secrets", name),
+                body=merge_patch,
+                content_type="application/merge-patch+json",
+            )
+        )
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        await self._call("DELETE", self._path(namespace, "secrets", name))
+
+    # --- watch ---------------------------------------------------------------------------------
+
+    async def watch_pod(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        resource_version: str | None = None,
+        timeout_seconds: int | None = 290,
+        idle_timeout: float = 330.0,
+        max_event: int = 16 << 20,
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Events `(type, pod)` for one pod, from `resource_version` (None: the current state first).
+
+        Ends after a DELETED event, or when the stream ends cleanly: the server's `timeout_seconds`
+        passed, or nothing arrived for `idle_timeout` (a quiet pod and a black-holed connection look
+        alike; the caller's next `get_pod` tells them apart). The caller then re-watches from the
+        last `metadata.resourceVersion` it saw. An ERROR event raises its Status (410 `Expired`:
+        re-list with `get_pod`); a cut stream raises `StreamLost`.
+        """
+        query = [("fieldSelector", f"metadata.name={name}"), ("watch", "true")]
+        if resource_version:
+            query.append(("resourceVersion", resource_version))
+        if timeout_seconds is not None:
+            query.append(("timeoutSeconds", str(timeout_seconds)))
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self._connect_timeout, sock_read=idle_timeout
+        )
+        with map_errors(self._cfg.host):
+            resp = await self._api.call_api(
+                self._path(namespace, "pods"),
+                "GET",
+                query_params=query,
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+        async with resp:
+            if resp.status != 200:
+                with map_errors(self._cfg.host):
+                    body = await read_bounded(resp.content, _MAX_ERROR_BODY)
+                raise status_from_body(resp.status, body)
+            splitter = LineSplitter(max_line=max_event)
+            while True:
+                try:
+                    with map_errors(self._cfg.host, streaming=True):
+                        chunk = await resp.content.read(65536)
+                except StreamIdle:
+                    return
+                if not chunk:
+                    return
+                try:
+                    lines = splitter.feed(chunk)
+                except LineTooLong as exc:
+                    raise KubeError(f"watch of pod {name}: {exc}") from None
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    kind, obj = _parse_event(line)
+                    if kind == "ERROR":
+                        raise status_from_dict(obj, default_code=500)
+                    if kind == "BOOKMARK":
+                        continue
+                    yield kind, obj
+                    if kind == "DELETED":
+                        return
+
+
+def _parse_event(line: bytes) -> tuple[str, dict[str, Any]]:
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        raise KubeError("watch: the API server sent an event that is not JSON") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("object"), dict):
+        raise KubeError("watch: the API server sent an event without an object")
+    return str(doc.get("type", "")), doc["object"]
+
+
+def _as_dict(doc: Any) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise KubeError("the API server sent JSON that is not an object")
+    return doc
+
+
+def _token_file_hook(path: str) -> Any:
+    def refresh(conf: Configuration) -> None:
+        # Re-read per request: projected tokens rotate, and the file is tiny (no I/O worth a thread).
+        token = _read_token_file(path)
+        if token:
+            conf.api_key["BearerToken"] = token
+
+    return refresh

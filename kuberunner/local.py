@@ -1,0 +1,175 @@
+"""`kuberunner exec`: run jobs of a local .gitlab-ci.yml on a cluster, the embedded one by default.
+
+Chooses the cluster (explicit kubeconfig, config.toml, in-cluster, default kubeconfig, else the
+embedded cluster started in this process), builds each job's variables and project archive, and runs
+the jobs one after another, stopping at the first that does not succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kuberunner import __version__
+from kuberunner.config import load_runner_config
+from kuberunner.errors import BadInput
+from kuberunner.executor import results
+from kuberunner.executor.attach_job import JobRequest, run_job
+from kuberunner.executor.project import ProjectTooLarge, archive_directory
+from kuberunner.executor.settings import ExecutorSettings
+from kuberunner.job.gitlab_ci import load_pipeline, select_jobs
+from kuberunner.job.spec import JobSpec
+from kuberunner.kube import config as kube_config
+from kuberunner.kube.client import KubeClient
+from kuberunner.kube.errors import KubeError
+from kuberunner.trace import FileSink, StreamSink, Trace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecOptions:
+    file: Path
+    jobs: tuple[str, ...] = ()
+    config: Path | None = None
+    kubeconfig: Path | None = None
+    context: str | None = None
+    namespace: str | None = None
+    variables: tuple[tuple[str, str], ...] = ()
+    masked: tuple[tuple[str, str], ...] = ()
+    trace_file: Path | None = None
+    timeout: float | None = None
+    color: bool = False
+
+
+def job_variables(
+    *, job: JobSpec, job_id: str, project_name: str, project_dir: str, extra: Sequence[tuple[str, str]]
+) -> tuple[tuple[str, str], ...]:
+    predefined = (
+        ("CI", "true"),
+        ("CI_SERVER", "yes"),
+        ("KUBERUNNER", "true"),
+        ("CI_JOB_ID", job_id),
+        ("CI_JOB_NAME", job.name),
+        ("CI_PROJECT_NAME", project_name),
+        ("CI_PROJECT_DIR", project_dir),
+        ("CI_BUILDS_DIR", "/builds"),
+        ("CI_RUNNER_VERSION", __version__),
+    )
+    return (*predefined, *job.variables, *extra)
+
+
+@contextlib.asynccontextmanager
+async def cluster_for(options: ExecOptions) -> AsyncIterator[kube_config.ClusterConfig]:
+    """The cluster to use, in GitLab Runner's order; the embedded one when nothing else is configured."""
+    if options.kubeconfig is not None or options.context is not None:
+        yield await kube_config.load_kubeconfig(options.kubeconfig, options.context)
+        return
+    if options.config is not None:
+        runner_config = load_runner_config(options.config)
+        k8s = runner_config.runners[0].kubernetes if runner_config.runners else None
+        if k8s is not None and k8s.host:
+            yield kube_config.from_runner_settings(
+                host=k8s.host,
+                cert_file=k8s.cert_file,
+                key_file=k8s.key_file,
+                ca_file=k8s.ca_file,
+                bearer_token=k8s.bearer_token,
+                namespace=k8s.namespace or "default",
+            )
+            return
+    found = kube_config.in_cluster()
+    if found is not None:
+        yield found
+        return
+    if kube_config.default_kubeconfig_exists():
+        yield await kube_config.load_kubeconfig(None, None)
+        return
+    from kuberunner.cluster.server import EmbeddedCluster  # only a user without a cluster pays for it
+
+    print("kuberunner: no cluster configured; starting the embedded single-node cluster", file=sys.stderr)
+    async with EmbeddedCluster() as cluster:
+        yield await kube_config.load_kubeconfig(cluster.kubeconfig_path, None)
+
+
+async def run_exec(options: ExecOptions) -> int:
+    """Runs the jobs; returns the exit status of the first job that did not succeed (0 if all did)."""
+    pipeline = load_pipeline(options.file)
+    jobs = select_jobs(pipeline, options.jobs)
+    for warning in pipeline.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    project_root = options.file.resolve().parent
+    try:
+        archive = archive_directory(project_root)
+    except ProjectTooLarge as exc:
+        raise BadInput(str(exc)) from exc
+    cancel = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, cancel.set)
+    try:
+        async with cluster_for(options) as cfg, await KubeClient.open(cfg) as client:
+            namespace = options.namespace or cfg.namespace
+            for job in jobs:
+                status = await _run_one(options, job, client, namespace, project_root, archive, cancel)
+                if status != 0:
+                    return status
+            return 0
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+async def _run_one(
+    options: ExecOptions,
+    job: JobSpec,
+    client: KubeClient,
+    namespace: str,
+    project_root: Path,
+    archive: bytes,
+    cancel: asyncio.Event,
+) -> int:
+    trace = Trace(color=options.color, masked=[value for _, value in options.masked])
+    trace.add_sink(StreamSink(sys.stdout.buffer))
+    if options.trace_file is not None:
+        trace.add_sink(FileSink(options.trace_file))
+    try:
+        trace.runner_line(f"Running with kuberunner {__version__}")
+        for warning in job.warnings:
+            trace.runner_line(f"WARNING: {warning}", level="warning")
+        job_id = str(secrets.randbelow(10**9))
+        project_dir = f"/builds/{project_root.name or 'project'}"
+        timeout = options.timeout or job.timeout_seconds or ExecutorSettings().default_timeout
+        request = JobRequest(
+            job=job,
+            job_id=job_id,
+            variables=job_variables(
+                job=job,
+                job_id=job_id,
+                project_name=project_root.name,
+                project_dir=project_dir,
+                extra=[*options.variables, *options.masked],
+            ),
+            project_dir=project_dir,
+            project_archive=archive,
+            timeout=float(timeout),
+        )
+        settings = ExecutorSettings(namespace=namespace)
+        try:
+            result = await run_job(
+                request=request, client=client, settings=settings, trace=trace, cancel=cancel
+            )
+        except KubeError as exc:
+            result = results.SystemFailure(f"Kubernetes API: {exc}")
+        success = isinstance(result, results.Success)
+        trace.runner_line(results.summary_line(result), level="success" if success else "error")
+        return results.exit_status(result)
+    finally:
+        trace.close()

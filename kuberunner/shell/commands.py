@@ -1,0 +1,32 @@
+"""The one-line commands the runner writes to the PID-1 shell's stdin through attach.
+
+The nonce lives only in the start line: PID 1 forks a subshell that keeps it in memory, so no
+file, argv or environment the job can read ever holds it, and job output cannot forge a marker.
+The stage token, which the job can see, only serves to find the stage's processes when killing.
+"""
+
+from __future__ import annotations
+
+from kuberunner.shell.layout import PodPaths
+from kuberunner.shell.quoting import quote
+
+
+def start_stage(*, paths: PodPaths, stage: str, nonce: str, token: str) -> bytes:
+    """Run `stage` in the background of PID 1, output appended to the log, then its exit marker.
+
+    The outer subshell waits for the script, so even a SIGKILLed script yields a marker (137).
+    """
+    log = quote(paths.log_file)
+    script = quote(paths.script(stage))
+    marker = '\\n{"command_exit_code": %d, "script": "%s", "nonce": "%s"}\\n'
+    line = (
+        f'(KUBERUNNER_STAGE={quote(token)} "$0" {script} </dev/null >>{log} 2>&1 & wait $!; '
+        f"printf '{marker}' $? {quote(stage)} {quote(nonce)} >>{log}) </dev/null >/dev/null 2>&1 &\n"
+    )
+    return line.encode()
+
+
+def kill_stage(*, paths: PodPaths, token: str) -> bytes:
+    """End the stage's whole process tree; the stage's marker then reports how it died."""
+    script = quote(paths.script("kill_stage"))
+    return f'"$0" {script} {quote(token)} </dev/null >/dev/null 2>&1 &\n'.encode()

@@ -1,0 +1,75 @@
+"""Stage scripts as files for the Secret volume: POSIX sh that bash runs unchanged.
+
+A stage script exports the job's variables, enters $CI_PROJECT_DIR, and runs the job's lines one
+by one, echoing each first (as GitLab does) and stopping at the first failing one (`set -e`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kuberunner.shell.quoting import is_variable_name, quote
+
+_ECHO_COMMAND = "printf '\\033[32;1m$ %s\\033[0;m\\n' "
+
+_PRELUDE = (
+    "# Rendered by kuberunner. Runs with stdin from /dev/null; its exit code becomes the stage's marker.\n"
+    "if (set -o pipefail) 2>/dev/null; then set -o pipefail; fi\n"
+    "set -e\n"
+)
+
+
+def _exports(variables: Sequence[tuple[str, str]]) -> str:
+    lines = [f"export {key}={quote(value)}\n" for key, value in variables if is_variable_name(key)]
+    return "".join(lines)
+
+
+def _shown(command: str) -> str:
+    """What the trace shows for a command: the line itself, or its first line for a multi-line one."""
+    first, sep, _ = command.strip("\n").partition("\n")
+    return first + (" # collapsed multi-line command" if sep else "")
+
+
+def render_user_stage(
+    *, commands: Sequence[str], variables: Sequence[tuple[str, str]], project_dir: str
+) -> str:
+    """step_script (before_script + script) or after_script."""
+    body = [_PRELUDE, _exports(variables), f"cd {quote(project_dir)}\n"]
+    for command in commands:
+        body.append(_ECHO_COMMAND + quote(_shown(command)) + "\n")
+        body.append(command.rstrip("\n") + "\n")
+    return "".join(body)
+
+
+def render_get_sources(*, archive: str | None, project_dir: str) -> str:
+    """Unpack the project archive from the Secret into $CI_PROJECT_DIR (an empty dir when there is none)."""
+    lines = [_PRELUDE, f"mkdir -p {quote(project_dir)}\n", f"cd {quote(project_dir)}\n"]
+    if archive is not None:
+        lines.append(f"tar -xzf {quote(archive)}\n")
+    return "".join(lines)
+
+
+KILL_STAGE = """\
+# Rendered by kuberunner: ends every process that carries the stage's token in its environment,
+# including orphans and background jobs; TERM first, KILL after two seconds.
+token="KUBERUNNER_STAGE=$1"
+sig=TERM
+round=0
+while :; do
+  found=
+  for d in /proc/[0-9]*; do
+    pid=${d#/proc/}
+    [ "$pid" = 1 ] && continue
+    [ "$pid" = "$$" ] && continue
+    if tr '\\000' '\\n' <"$d/environ" 2>/dev/null | grep -qx "$token"; then
+      kill -s "$sig" "$pid" 2>/dev/null && found=1
+    fi
+  done
+  [ -z "$found" ] && break
+  round=$((round + 1))
+  [ "$round" -ge 20 ] && sig=KILL
+  [ "$round" -ge 100 ] && break
+  sleep 0.1 2>/dev/null || sleep 1
+done
+"""
+"""`sh kill_stage TOKEN`: a script file, because a /proc walk does not fit on one stdin line."""

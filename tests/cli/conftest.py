@@ -1,0 +1,34 @@
+"""`kuberunner exec` as a user runs it: a subprocess against the embedded cluster, itself a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from .execution import BIN, Cluster
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("cluster")
+    kubeconfig = root / "kubeconfig"
+    log = (root / "cluster.log").open("wb")
+    process = subprocess.Popen(
+        [str(BIN), "cluster", "--kubeconfig-out", str(kubeconfig), "--state-dir", str(root / "state")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while not kubeconfig.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the embedded cluster did not start: " + (root / "cluster.log").read_text())
+        time.sleep(0.05)
+    yield Cluster(kubeconfig, root / "state", process)
+    process.terminate()
+    process.wait(timeout=60)
+    log.close()
+
+

@@ -1,0 +1,106 @@
+"""`kuberunner exec` on the embedded cluster: results, exit codes and byte-exact traces (issue 3)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .execution import BIN, Cluster, pipeline, run_exec
+
+
+def echo(command: str) -> bytes:
+    """How a script line is shown in the trace before it runs."""
+    return b"\x1b[32;1m$ " + command.encode() + b"\x1b[0;m\n"
+
+
+def test_success(cluster: Cluster, tmp_path: Path) -> None:
+    done = run_exec(cluster, tmp_path, "job:\n  script:\n    - echo hello\n")
+    assert done.status == 0, done.stderr
+    assert echo("echo hello") + b"hello\nJob succeeded\n" in done.trace
+    assert done.stdout == done.trace
+
+
+def test_exit_code_is_a_script_failure_and_after_script_runs(cluster: Cluster, tmp_path: Path) -> None:
+    text = """
+job:
+  before_script: [echo before]
+  script:
+    - exit 3
+    - echo never
+  after_script:
+    - echo "after $CI_JOB_NAME"
+"""
+    done = run_exec(cluster, tmp_path, text)
+    assert done.status == 1
+    assert echo("echo before") + b"before\n" + echo("exit 3") + b"Running after_script\n" in done.trace
+    assert b"never" not in done.trace.replace(echo("echo never"), b"")
+    assert b"after job\n" in done.trace
+    assert done.trace.endswith(b"ERROR: Job failed: exit code 3\n")
+
+
+def test_forged_markers_are_output_and_the_real_code_wins(cluster: Cluster, tmp_path: Path) -> None:
+    fake = '{"command_exit_code": 0, "script": "step_script"}'
+    script = [f"printf '%s' '{fake}'", f"printf '\\n%s\\n' '{fake}'", "exit 7"]
+    done = run_exec(cluster, tmp_path, pipeline(script=script))
+    assert done.status == 1
+    assert fake.encode() + echo(f"printf '\\n%s\\n' '{fake}'") + b"\n" + fake.encode() + b"\n" in done.trace
+    assert b"ERROR: Job failed: exit code 7\n" in done.trace
+
+
+def test_jobs_reading_stdin_or_leaving_background_processes_finish(cluster: Cluster, tmp_path: Path) -> None:
+    script = ["cat", "read x || echo eof", "sleep 1000 &", "echo end"]
+    started = time.monotonic()
+    done = run_exec(cluster, tmp_path, pipeline(script=script), timeout=60)
+    assert done.status == 0, done.trace
+    assert b"eof\n" in done.trace and b"end\nJob succeeded\n" in done.trace
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("printf 'no newline'", b"no newline"),
+        ("printf '10%%\\r20%%\\r30%%\\n'", b"10%\r20%\r30%\n"),
+        ("printf '\\377\\376 not utf-8 \\303'", b"\xff\xfe not utf-8 \xc3"),
+        ("printf 'a\\000b'", b"a\x00b"),
+        ("head -c 100000 /dev/zero | tr '\\0' x", b"x" * 100_000),
+    ],
+    ids=["no-newline", "carriage-returns", "invalid-utf8", "nul-byte", "100k-line"],
+)
+def test_trace_is_byte_exact(cluster: Cluster, tmp_path: Path, command: str, expected: bytes) -> None:
+    done = run_exec(cluster, tmp_path, pipeline(script=[command, "true"]))
+    assert done.status == 0, done.trace[-2000:]
+    assert echo(command) + expected + echo("true") in done.trace
+
+
+def test_fifteen_megabytes_of_seq(cluster: Cluster, tmp_path: Path) -> None:
+    expected = subprocess.run(["seq", "1", "2000000"], capture_output=True, check=True).stdout
+    assert len(expected) > 14_000_000
+    done = run_exec(cluster, tmp_path, "job:\n  script:\n    - seq 1 2000000\n    - 'true'\n")
+    assert done.status == 0
+    assert echo("seq 1 2000000") + expected + echo("true") in done.trace
+
+
+def test_partial_line_is_live(cluster: Cluster, tmp_path: Path) -> None:
+    (tmp_path / ".gitlab-ci.yml").write_text("job:\n  script:\n    - printf start; sleep 5; echo end\n")
+    trace = tmp_path.parent / "live.trace"
+    proc = subprocess.Popen(
+        [str(BIN), "exec", "--kubeconfig", str(cluster.kubeconfig), "-f", str(tmp_path / ".gitlab-ci.yml"),
+         "--trace-file", str(trace), "--no-color"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (trace.exists() and b"start" in trace.read_bytes().split(
+                echo("printf start; sleep 5; echo end"))[-1]):
+            time.sleep(0.05)
+        seen = trace.read_bytes()
+        assert seen.endswith(echo("printf start; sleep 5; echo end") + b"start"), seen
+        assert proc.poll() is None, "the job must still be sleeping"
+        assert proc.wait(timeout=60) == 0
+        assert trace.read_bytes().endswith(b"startend\nJob succeeded\n")
+    finally:
+        proc.kill()

@@ -1,0 +1,131 @@
+"""What a container sees: the overlay of `/`, volumes at their mountPath, secrets, env; and scale."""
+
+from __future__ import annotations
+
+import base64
+import os
+import resource
+from pathlib import Path
+
+from tests.cluster.fixtures_kubelet import Node, container, node
+
+__all__ = ["node"]
+
+
+def _log(node: Node, pod: str, name: str = "c") -> bytes:
+    path = next(node.state_dir.glob(f"pods/default_{pod}_*/{name}/0.log"))
+    return b"".join(line.split(b" ", 3)[3] + b"\n" for line in path.read_bytes().splitlines())
+
+
+def _host_has(path: str) -> bool:
+    return Path(path).exists()
+
+
+def _secret(name: str, data: dict[str, bytes]) -> dict[str, object]:
+    return {
+        "metadata": {"name": name, "namespace": "default"},
+        "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
+    }
+
+
+async def test_overlay_keeps_the_host_untouched(node: Node) -> None:
+    assert not _host_has("/etc/kuberunner-test")
+    await node.create_pod(
+        "ovl", [container("c", "echo hi > /etc/kuberunner-test && cat /etc/kuberunner-test")]
+    )
+    await node.wait_phase("ovl", ["Succeeded"])
+    assert _log(node, "ovl") == b"hi\n"
+    assert not _host_has("/etc/kuberunner-test")
+
+
+async def test_volumes_env_and_working_dir(node: Node, tmp_path: Path) -> None:
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "from-host").write_text("host file\n")
+    node.store.put("secrets", _secret("creds", {"token": b"s3cret", "other": b"x"}))
+    node.store.put("configmaps", {"metadata": {"name": "cfg", "namespace": "default"}, "data": {"k": "v\n"}})
+    script = (
+        "pwd; cat /sec/nested/tok; echo; stat -c %a /sec/nested/tok; ls /sec | wc -l; cat /cfg/k;"
+        " cat /hp/from-host; echo $TOKEN $HOSTNAME $GREETING; echo data > /scratch/f && cat /scratch/f"
+    )
+    spec = container(
+        "c",
+        script,
+        workingDir="/scratch",
+        volumeMounts=[
+            {"name": "s", "mountPath": "/sec"},
+            {"name": "cm", "mountPath": "/cfg"},
+            {"name": "hp", "mountPath": "/hp"},
+            {"name": "e", "mountPath": "/scratch"},
+        ],
+        env=[
+            {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
+            {"name": "GREETING", "value": "hello-$(TOKEN)"},
+        ],
+    )
+    await node.create_pod(
+        "vols",
+        [spec],
+        volumes=[
+            {
+                "name": "s",
+                "secret": {
+                    "secretName": "creds",
+                    "defaultMode": 0o400,
+                    "items": [{"key": "token", "path": "nested/tok"}],
+                },
+            },
+            {"name": "cm", "configMap": {"name": "cfg"}},
+            {"name": "hp", "hostPath": {"path": str(host)}},
+            {"name": "e", "emptyDir": {}},
+        ],
+    )
+    pod = await node.wait_phase("vols", ["Succeeded", "Failed"])
+    assert _log(node, "vols").decode().splitlines() == [
+        "/scratch",
+        "s3cret",
+        "400",
+        "1",
+        "v",
+        "host file",
+        "s3cret vols hello-s3cret",
+        "data",
+    ]
+    assert pod["status"]["phase"] == "Succeeded"
+    assert sorted(os.listdir(host)) == ["from-host"]
+
+
+async def test_missing_secret_keeps_the_pod_creating_until_it_exists(node: Node) -> None:
+    await node.create_pod(
+        "later",
+        [container("c", "cat /s/a", volumeMounts=[{"name": "s", "mountPath": "/s"}])],
+        volumes=[{"name": "s", "secret": {"secretName": "late"}}],
+    )
+    await node.store.wait_for(lambda: any(e["reason"] == "FailedMount" for e in node.store.events))
+    assert node.status("later")["state"]["waiting"]["reason"] == "ContainerCreating"
+    node.store.put("secrets", _secret("late", {"a": b"arrived"}))
+    await node.wait_phase("later", ["Succeeded"])
+    assert _log(node, "later") == b"arrived\n"
+
+
+async def test_hundred_sleeping_pods_keep_the_kubelet_small(node: Node) -> None:
+    before = _rss_mib()
+    for index in range(100):
+        await node.create_pod(f"p{index}", [container("c", "sleep 3600")])
+    await node.store.wait_for(
+        lambda: all(node.status(f"p{i}").get("state", {}).get("running") for i in range(100)), within=120
+    )
+    after = _rss_mib()
+    print(f"kubelet process RSS: {before:.0f} MiB before, {after:.0f} MiB with 100 pods running")
+    assert after - before < 60
+    assert after < 150
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert peak < 200
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")

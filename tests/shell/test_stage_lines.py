@@ -1,0 +1,143 @@
+"""The start and kill lines, run by a real PID-1-like shell reading its stdin (bash and dash)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kuberunner.shell import commands, render
+from kuberunner.shell.layout import DETECT_SHELL, PodPaths
+from kuberunner.shell.markers import JobOutput, MarkerScanner, StageExited
+
+SHELLS = [s for s in ("/bin/bash", "/bin/dash") if shutil.which(s)]
+NONCE = "feedfacefeedfacefeedfacefeedface"
+
+
+class Pid1:
+    """A shell reading commands from a pipe, as the build container's PID 1 does."""
+
+    def __init__(self, shell: str, paths: PodPaths) -> None:
+        self.paths = paths
+        self.proc = subprocess.Popen([shell], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+
+    def send(self, line: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line)
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+    def run_stage(self, stage: str, *, token: str = "tok", within: float = 20.0) -> tuple[bytes, int]:
+        scanner = MarkerScanner()
+        scanner.expect(stage=stage, nonce=NONCE)
+        log = Path(self.paths.log_file)
+        start = log.stat().st_size if log.exists() else 0
+        self.send(commands.start_stage(paths=self.paths, stage=stage, nonce=NONCE, token=token))
+        deadline = time.monotonic() + within
+        out = b""
+        while time.monotonic() < deadline:
+            data = log.read_bytes()[start:] if log.exists() else b""
+            scanner = MarkerScanner()
+            scanner.expect(stage=stage, nonce=NONCE)
+            events = scanner.feed(data)
+            exits = [e for e in events if isinstance(e, StageExited)]
+            if exits:
+                out = b"".join(e.data for e in events if isinstance(e, JobOutput))
+                return out, exits[0].exit_code
+            time.sleep(0.02)
+        raise AssertionError(f"no marker for {stage} within {within}s")
+
+
+@pytest.fixture(params=SHELLS)
+def pid1(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pid1]:
+    paths = PodPaths(
+        scripts_dir=str(tmp_path / "scripts"),
+        logs_dir=str(tmp_path / "logs"),
+        builds_dir=str(tmp_path / "builds"),
+    )
+    for d in (paths.scripts_dir, paths.logs_dir, paths.builds_dir):
+        os.makedirs(d)
+    Path(paths.script("kill_stage")).write_text(render.KILL_STAGE)
+    shell = Pid1(request.param, paths)
+    yield shell
+    shell.close()
+
+
+def write_stage(
+    pid1: Pid1, stage: str, lines: list[str], variables: tuple[tuple[str, str], ...] = ()
+) -> None:
+    text = render.render_user_stage(commands=lines, variables=variables, project_dir=pid1.paths.builds_dir)
+    Path(pid1.paths.script(stage)).write_text(text)
+
+
+def test_stage_output_is_exact_and_exit_code_comes_from_marker(pid1: Pid1) -> None:
+    write_stage(pid1, "step_script", ["printf 'no newline'", "exit 3"])
+    out, code = pid1.run_stage("step_script")
+    assert code == 3
+    assert out == b"\x1b[32;1m$ printf 'no newline'\x1b[0;m\nno newline\x1b[32;1m$ exit 3\x1b[0;m\n"
+
+
+def test_script_stops_at_first_failing_command(pid1: Pid1) -> None:
+    write_stage(pid1, "step_script", ["echo one", "false", "echo never"])
+    out, code = pid1.run_stage("step_script")
+    assert code == 1
+    assert b"one\n" in out and b"never\n" not in out
+
+
+def test_variables_are_exported_verbatim(pid1: Pid1) -> None:
+    value = 'it\'s $HOME `x` "q" \\ end'
+    write_stage(pid1, "step_script", ['printf "%s" "$TRICKY"'], (("TRICKY", value),))
+    out, code = pid1.run_stage("step_script")
+    assert code == 0
+    assert out.endswith(value.encode())
+
+
+def test_a_job_reading_stdin_does_not_eat_the_next_command(pid1: Pid1) -> None:
+    write_stage(pid1, "step_script", ["cat", "read x || echo eof"])
+    out, code = pid1.run_stage("step_script")
+    assert code == 0 and out.endswith(b"eof\n")
+    write_stage(pid1, "after_script", ["echo second"])
+    out, code = pid1.run_stage("after_script")
+    assert (code, out.endswith(b"second\n")) == (0, True)
+
+
+def test_sigkilled_script_still_reports_137(pid1: Pid1) -> None:
+    write_stage(pid1, "step_script", ["kill -KILL $$"])
+    _, code = pid1.run_stage("step_script")
+    assert code == 137
+
+
+def test_kill_line_ends_children_grandchildren_and_orphans(pid1: Pid1) -> None:
+    write_stage(pid1, "step_script", ["sleep 1001 &", "sh -c 'sleep 1002 & sleep 1003'"])
+    pid1.send(commands.start_stage(paths=pid1.paths, stage="step_script", nonce=NONCE, token="t1"))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _sleepers() < 3:
+        time.sleep(0.05)
+    assert _sleepers() == 3
+    pid1.send(commands.kill_stage(paths=pid1.paths, token="t1"))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _sleepers():
+        time.sleep(0.05)
+    assert _sleepers() == 0
+    assert b'"command_exit_code": 143' in Path(pid1.paths.log_file).read_bytes()
+
+
+def _sleepers() -> int:
+    found = subprocess.run(["pgrep", "-f", "^sleep 100[123]$"], capture_output=True, text=True)
+    return len(found.stdout.split())
+
+
+def test_detect_shell_becomes_a_shell_reading_stdin() -> None:
+    done = subprocess.run(
+        ["sh", "-c", DETECT_SHELL], input=b"echo $((6 * 7))\n", capture_output=True, timeout=10
+    )
+    assert done.stdout == b"42\n"

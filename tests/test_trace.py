@@ -1,0 +1,277 @@
+"""The job log as a user sees it: exact bytes in every sink, masking that survives any split, the limit."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kuberunner.errors import BadInput
+from kuberunner.trace import FileSink, Level, Masker, StreamSink, Trace, limit_notice
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+def make(**options: object) -> tuple[Trace, ListSink]:
+    trace = Trace(**options)  # type: ignore[arg-type]
+    sink = ListSink()
+    trace.add_sink(sink)
+    return trace, sink
+
+
+def test_job_bytes_pass_through_exactly() -> None:
+    trace, sink = make()
+    raw = b"\x00\xff\xfe invalid utf-8 \r progress\r\n" + bytes(range(256))
+    trace.job_output(raw)
+    trace.close()
+    assert sink.data == raw
+    assert trace.job_bytes_written == len(raw)
+    assert sink.closed
+
+
+@pytest.mark.parametrize(
+    ("job", "expected"),
+    [
+        pytest.param(b"", b"Job succeeded\n", id="empty-trace"),
+        pytest.param(b"done\n", b"done\nJob succeeded\n", id="after-newline"),
+        pytest.param(b"printf no newline", b"printf no newline\nJob succeeded\n", id="after-partial-line"),
+        pytest.param(b"progress\r", b"progress\r\nJob succeeded\n", id="after-carriage-return"),
+    ],
+)
+def test_runner_line_always_starts_on_a_new_line(job: bytes, expected: bytes) -> None:
+    trace, sink = make()
+    trace.job_output(job)
+    trace.runner_line("Job succeeded", level="success")
+    assert sink.data == expected
+
+
+def test_two_runner_lines_in_a_row_add_no_blank_line() -> None:
+    trace, sink = make()
+    trace.runner_line("one")
+    trace.runner_line("two")
+    trace.job_output(b"x")
+    trace.runner_line("three")
+    assert sink.data == b"one\ntwo\nx\nthree\n"
+
+
+@pytest.mark.parametrize(
+    ("level", "colored"),
+    [
+        pytest.param("info", b"text\n", id="info-plain"),
+        pytest.param("success", b"\x1b[32;1mtext\x1b[0;m\n", id="success-green"),
+        pytest.param("warning", b"\x1b[0;33mtext\x1b[0;m\n", id="warning-yellow"),
+        pytest.param("error", b"\x1b[31;1mtext\x1b[0;m\n", id="error-red"),
+    ],
+)
+def test_runner_line_colours(level: Level, colored: bytes) -> None:
+    with_color, color_sink = make(color=True)
+    without_color, plain_sink = make(color=False)
+    for trace in (with_color, without_color):
+        trace.job_output(b"out")
+        trace.runner_line("text", level=level)
+    assert color_sink.data == b"out\n" + colored
+    assert plain_sink.data == b"out\ntext\n"
+
+
+def test_masking_whole_value_in_output_and_runner_lines() -> None:
+    trace, sink = make(masked=["s3cr3t-value"])
+    trace.job_output(b"token=s3cr3t-value; again s3cr3t-value\n")
+    trace.runner_line("ERROR: cannot use s3cr3t-value", level="error")
+    trace.close()
+    assert sink.data == b"token=[MASKED]; again [MASKED]\nERROR: cannot use [MASKED]\n"
+
+
+def test_masking_value_split_across_two_chunks() -> None:
+    trace, sink = make(masked=["0123456789abcdef"])
+    trace.job_output(b"key: 01234567")
+    assert sink.data == b"key: "  # the possible start of the value is held back
+    trace.job_output(b"89abcdef and more")
+    trace.close()
+    assert sink.data == b"key: [MASKED] and more"
+
+
+def test_held_bytes_are_released_when_they_turn_out_harmless() -> None:
+    trace, sink = make(masked=["password"])
+    trace.job_output(b"pass")
+    assert sink.data == b""
+    trace.job_output(b"port\n")
+    assert sink.data == b"passport\n"
+
+
+def test_flush_releases_held_bytes_before_a_runner_line() -> None:
+    trace, sink = make(masked=["password"])
+    trace.job_output(b"passw")
+    trace.runner_line("Job succeeded")
+    assert sink.data == b"passw\nJob succeeded\n"
+
+
+def test_short_values_are_masked_too() -> None:
+    trace, sink = make(masked=["ab"])
+    trace.job_output(b"xa")
+    trace.job_output(b"bx")
+    trace.close()
+    assert sink.data == b"x[MASKED]x"
+
+
+def test_the_longest_value_wins_even_when_the_split_comes_after_the_shorter_one() -> None:
+    trace, sink = make(masked=["abc", "abcdef"])
+    trace.job_output(b"abc")
+    trace.job_output(b"def!")
+    trace.close()
+    assert sink.data == b"[MASKED]!"
+
+
+def test_hold_back_is_bounded_by_the_longest_value() -> None:
+    masker = Masker(["x" * 40])
+    for _ in range(1000):
+        masker.feed(b"x" * 39)
+        assert masker.held <= 39
+    masker.feed(b"y")
+    assert masker.held == 0
+
+
+MASKED_VALUES = ["secret-1", "ecre", "cret-1x", "zz", "s"]
+
+
+def whole_stream_masked(stream: bytes, values: list[str]) -> bytes:
+    ordered = sorted({v.encode() for v in values}, key=len, reverse=True)
+    return re.sub(b"|".join(re.escape(v) for v in ordered), b"[MASKED]", stream)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    pieces=st.lists(
+        st.sampled_from([b"secret-1", b"ecre", b"cret-1x", b"zz", b"s", b"e", b"-", b"x", b"\n"]), max_size=30
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=300), max_size=8),
+)
+def test_masking_does_not_depend_on_where_chunks_are_split(pieces: list[bytes], cuts: list[int]) -> None:
+    stream = b"".join(pieces)
+    points = sorted({c for c in cuts if c <= len(stream)} | {0, len(stream)})
+    trace, sink = make(masked=MASKED_VALUES)
+    for start, end in itertools.pairwise(points):
+        trace.job_output(stream[start:end])
+    trace.close()
+    assert sink.data == whole_stream_masked(stream, MASKED_VALUES)
+
+
+def test_every_split_point_of_a_forty_character_value() -> None:
+    value = "A" * 10 + "b" * 10 + "C" * 10 + "d" * 10
+    stream = b"before " + value.encode() + b" after\n"
+    for cut in range(len(stream) + 1):
+        trace, sink = make(masked=[value])
+        trace.job_output(stream[:cut])
+        trace.job_output(stream[cut:])
+        trace.close()
+        assert sink.data == b"before [MASKED] after\n", cut
+
+
+def test_output_limit_cuts_job_output_and_says_so_once() -> None:
+    trace, sink = make(output_limit=10)
+    trace.job_output(b"0123456")
+    trace.job_output(b"789abc")
+    trace.job_output(b"never shown")
+    trace.runner_line("Job succeeded")
+    assert sink.data == b"0123456789\n" + limit_notice(10).encode() + b"\nJob succeeded\n"
+    assert limit_notice(10) == (
+        "Job's log exceeded limit of 10 bytes.\n"
+        "Job execution will continue but no more output will be collected."
+    )
+    assert trace.truncated
+    assert trace.job_bytes_written == 10
+
+
+def test_output_exactly_at_the_limit_is_not_truncated() -> None:
+    trace, sink = make(output_limit=4)
+    trace.job_output(b"abc\n")
+    trace.runner_line("Job succeeded")
+    assert sink.data == b"abc\nJob succeeded\n"
+    assert not trace.truncated
+
+
+def test_limit_notice_is_a_coloured_warning() -> None:
+    trace, sink = make(output_limit=2, color=True)
+    trace.job_output(b"abc")
+    assert sink.data == b"ab\n\x1b[0;33m" + limit_notice(2).encode() + b"\x1b[0;m\n"
+
+
+def test_limit_counts_masked_output() -> None:
+    trace, sink = make(output_limit=12, masked=["a-long-secret"])
+    trace.job_output(b"a-long-secret!")
+    trace.close()
+    assert sink.data == b"[MASKED]!"
+    assert trace.job_bytes_written == 9
+
+
+def test_stream_and_file_sinks_get_the_same_bytes(tmp_path: Path) -> None:
+    stream = io.BytesIO()
+    trace = Trace(masked=["hunter22"])
+    trace.add_sink(StreamSink(stream))
+    trace.add_sink(FileSink(tmp_path / "trace.log"))
+    trace.job_output(b"pw=hunter")
+    trace.job_output(b"22")
+    trace.runner_line("done")
+    trace.close()
+    expected = b"pw=[MASKED]\ndone\n"
+    assert stream.getvalue() == expected
+    assert (tmp_path / "trace.log").read_bytes() == expected
+    assert not stream.closed
+
+
+def test_file_sink_shows_bytes_before_close(tmp_path: Path) -> None:
+    path = tmp_path / "trace.log"
+    trace = Trace()
+    trace.add_sink(FileSink(path))
+    trace.job_output(b"start")
+    assert path.read_bytes() == b"start"
+    trace.close()
+
+
+class BrokenStream(io.BytesIO):
+    def write(self, data: object) -> int:
+        raise BrokenPipeError
+
+
+def test_a_closed_pipe_on_stdout_does_not_stop_the_trace(tmp_path: Path) -> None:
+    trace = Trace()
+    trace.add_sink(StreamSink(BrokenStream()))
+    trace.add_sink(FileSink(tmp_path / "trace.log"))
+    trace.job_output(b"a\n")
+    trace.runner_line("b")
+    trace.close()
+    assert (tmp_path / "trace.log").read_bytes() == b"a\nb\n"
+
+
+def test_memory_does_not_grow_with_output() -> None:
+    trace, sink = make(output_limit=1024, masked=["x" * 40])
+    chunk = b"x" * 39 + b"y" * 1000
+    for _ in range(10_000):
+        trace.job_output(chunk)
+    assert trace.job_bytes_written == 1024
+    assert len(sink.chunks) == 2  # the kept output and the notice; nothing is buffered for later
+
+
+def test_a_trace_file_that_cannot_be_created_is_bad_input(tmp_path: Path) -> None:
+    path = tmp_path / "missing-dir" / "trace.log"
+    with pytest.raises(BadInput) as caught:
+        FileSink(path)
+    assert str(caught.value) == f"{path}: cannot write the trace file: No such file or directory"
