@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -18,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kuberunner import __version__
-from kuberunner.config import load_runner_config
+from kuberunner.config import RunnerEntry, load_runner_config
 from kuberunner.errors import BadInput
 from kuberunner.executor import results
-from kuberunner.executor.attach_job import JobRequest, run_job
+from kuberunner.executor.job import LEGACY_FLAG, JobRequest, run_job
 from kuberunner.executor.project import ProjectTooLarge, archive_directory
 from kuberunner.executor.settings import ExecutorSettings
 from kuberunner.job.gitlab_ci import load_pipeline, select_jobs
@@ -49,6 +50,23 @@ class ExecOptions:
     color: bool = False
 
 
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+
+
+def legacy_exec_wanted(
+    *, environ: dict[str, str], variables: Sequence[tuple[str, str]], feature_flags: dict[str, bool]
+) -> bool:
+    """FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY from, in rising precedence: config.toml's
+    [runners.feature_flags], the runner's environment, the job's variables (as in GitLab Runner)."""
+    wanted = feature_flags.get(LEGACY_FLAG, False)
+    if LEGACY_FLAG in environ:
+        wanted = environ[LEGACY_FLAG] in _TRUE
+    for key, value in variables:
+        if key == LEGACY_FLAG:
+            wanted = value in _TRUE
+    return wanted
+
+
 def job_variables(
     *, job: JobSpec, job_id: str, project_name: str, project_dir: str, extra: Sequence[tuple[str, str]]
 ) -> tuple[tuple[str, str], ...]:
@@ -67,15 +85,16 @@ def job_variables(
 
 
 @contextlib.asynccontextmanager
-async def cluster_for(options: ExecOptions) -> AsyncIterator[kube_config.ClusterConfig]:
+async def cluster_for(
+    options: ExecOptions, runner: RunnerEntry | None
+) -> AsyncIterator[kube_config.ClusterConfig]:
     """The cluster to use, in GitLab Runner's order; the embedded one when nothing else is configured."""
     if options.kubeconfig is not None or options.context is not None:
         yield await kube_config.load_kubeconfig(options.kubeconfig, options.context)
         return
-    if options.config is not None:
-        runner_config = load_runner_config(options.config)
-        k8s = runner_config.runners[0].kubernetes if runner_config.runners else None
-        if k8s is not None and k8s.host:
+    if runner is not None:
+        k8s = runner.kubernetes
+        if k8s.host:
             yield kube_config.from_runner_settings(
                 host=k8s.host,
                 cert_file=k8s.cert_file,
@@ -110,15 +129,18 @@ async def run_exec(options: ExecOptions) -> int:
         archive = archive_directory(project_root)
     except ProjectTooLarge as exc:
         raise BadInput(str(exc)) from exc
+    runner_config = load_runner_config(options.config) if options.config is not None else None
+    runner = runner_config.runners[0] if runner_config is not None and runner_config.runners else None
     cancel = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, cancel.set)
     try:
-        async with cluster_for(options) as cfg, await KubeClient.open(cfg) as client:
+        async with cluster_for(options, runner) as cfg, await KubeClient.open(cfg) as client:
             namespace = options.namespace or cfg.namespace
+            flags = runner.feature_flags if runner is not None else {}
             for job in jobs:
-                status = await _run_one(options, job, client, namespace, project_root, archive, cancel)
+                status = await _run_one(options, job, client, namespace, project_root, archive, cancel, flags)
                 if status != 0:
                     return status
             return 0
@@ -135,6 +157,7 @@ async def _run_one(
     project_root: Path,
     archive: bytes,
     cancel: asyncio.Event,
+    feature_flags: dict[str, bool],
 ) -> int:
     trace = Trace(color=options.color, masked=[value for _, value in options.masked])
     trace.add_sink(StreamSink(sys.stdout.buffer))
@@ -147,19 +170,23 @@ async def _run_one(
         job_id = str(secrets.randbelow(10**9))
         project_dir = f"/builds/{project_root.name or 'project'}"
         timeout = options.timeout or job.timeout_seconds or ExecutorSettings().default_timeout
+        variables = job_variables(
+            job=job,
+            job_id=job_id,
+            project_name=project_root.name,
+            project_dir=project_dir,
+            extra=[*options.variables, *options.masked],
+        )
         request = JobRequest(
             job=job,
             job_id=job_id,
-            variables=job_variables(
-                job=job,
-                job_id=job_id,
-                project_name=project_root.name,
-                project_dir=project_dir,
-                extra=[*options.variables, *options.masked],
-            ),
+            variables=variables,
             project_dir=project_dir,
             project_archive=archive,
             timeout=float(timeout),
+            legacy_exec=legacy_exec_wanted(
+                environ=dict(os.environ), variables=variables, feature_flags=feature_flags
+            ),
         )
         settings = ExecutorSettings(namespace=namespace)
         try:

@@ -322,6 +322,9 @@ class LocalKubelet:
     async def pod_deleting(self, pod: RawObject, grace_seconds: int) -> None:
         worker = self.workers.get(pod["metadata"].get("uid", ""))
         if worker is None:
+            if grace_seconds > 0:  # nothing runs here for it: the object can go at once
+                meta = pod["metadata"]
+                self.store.remove_pod(meta.get("namespace", "default"), meta["name"], meta.get("uid", ""))
             return
         task = asyncio.ensure_future(self._delete(worker, grace_seconds))
         self._deletions.add(task)

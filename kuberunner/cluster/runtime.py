@@ -109,6 +109,8 @@ class AttachSink:
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[tuple[Stream, bytes] | None] = asyncio.Queue(ATTACH_QUEUE_CHUNKS)
+        self.detached = False
+        """Set when the runtime dropped this session for not keeping up; it ends once drained."""
 
 
 class Container:
@@ -174,6 +176,7 @@ class Container:
             except TimeoutError:
                 log.warning("attach client of container %s stalled; detaching it", self.config.name)
                 self._sinks.discard(sink)
+                sink.detached = True
 
     async def _pump(self, fd: int, stream: Stream, writer: CriLogWriter) -> None:
         try:

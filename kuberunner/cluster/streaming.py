@@ -301,6 +301,8 @@ async def serve_attach(
             wanted = options.stdout if stream == "stdout" else options.stderr
             if wanted and not await session.send(STDOUT if stream == "stdout" else STDERR, chunk):
                 return
+            if sink.detached and sink.queue.empty():
+                return
 
     reader = asyncio.ensure_future(session.client_events(feed, stdin_eof))
     output = asyncio.ensure_future(relay())

@@ -91,6 +91,11 @@ class Subscription:
         self._pending.append(seen)
         self._wake.set()
 
+    @property
+    def queued(self) -> int:
+        """Events waiting to be read."""
+        return len(self._pending)
+
     def close(self) -> None:
         self.closed = True
         self._wake.set()

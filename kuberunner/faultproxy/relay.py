@@ -126,16 +126,19 @@ class Relay:
             if upstream is None:
                 return
             up_reader, up_writer = upstream
+            failed = False
             try:
                 async with asyncio.TaskGroup() as pumps:
                     pumps.create_task(self._pump(self._client_reader, up_writer, "up"))
                     pumps.create_task(self._pump(up_reader, self._client_writer, "down"))
             except* OSError as group:
-                # One peer reset (or vanished): the other peer learns it the same way.
                 log.debug("%s: a peer failed: %s", self.name, group.exceptions[0])
+                failed = True
+            if failed:
+                # One peer reset (or vanished): the other peer learns it the same way.
                 self._end(rst=True)
-                return
-            await self._close_gracefully()
+            else:
+                await self._close_gracefully()
         finally:
             self._end(rst=False)
 
@@ -159,7 +162,9 @@ class Relay:
         self._upstream_writer = writer
         return reader, writer
 
-    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, direction: Direction) -> None:
+    async def _pump(
+        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, direction: Direction
+    ) -> None:
         while True:
             data = await source.read(self._buffer_size)
             # The gate is checked after the read: a chunk read just before a black hole began is

@@ -104,3 +104,39 @@ def test_partial_line_is_live(cluster: Cluster, tmp_path: Path) -> None:
         assert trace.read_bytes().endswith(b"startend\nJob succeeded\n")
     finally:
         proc.kill()
+
+
+def kubectl(cluster: Cluster, *args: str) -> str:
+    done = subprocess.run([str(BIN.parent / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), *args],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_pod_follows_the_attach_contract_and_leaves_nothing_behind(cluster: Cluster, tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / ".gitlab-ci.yml").write_text(pipeline(script=["sleep 3"]))
+    proc = subprocess.Popen(
+        [str(BIN), "exec", "--kubeconfig", str(cluster.kubeconfig), "-f", str(tmp_path / ".gitlab-ci.yml")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        pods: list[dict[str, object]] = []
+        while time.monotonic() < deadline and not pods:
+            pods = json.loads(kubectl(cluster, "get", "pods", "-o", "json"))["items"]
+        assert len(pods) == 1
+        pod = pods[0]
+        build = pod["spec"]["containers"][0]  # type: ignore[index]
+        assert (build["name"], build["stdin"], build["stdinOnce"], build["tty"]) == ("build", True, False, False)
+        assert build["command"][:2] == ["sh", "-c"]
+        assert pod["metadata"]["labels"]["kuberunner.io/runner"] == "kuberunner"  # type: ignore[index]
+        secret_name = next(v["secret"]["secretName"] for v in pod["spec"]["volumes"] if "secret" in v)  # type: ignore[index]
+        secret = json.loads(kubectl(cluster, "get", "secret", secret_name, "-o", "json"))
+        assert secret["metadata"]["ownerReferences"][0]["uid"] == pod["metadata"]["uid"]  # type: ignore[index]
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+    assert kubectl(cluster, "get", "pods", "-o", "name") == ""
+    assert kubectl(cluster, "get", "secrets", "-o", "name") == ""

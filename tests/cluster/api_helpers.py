@@ -76,7 +76,7 @@ class FakeKubelet:
         return web.Response(text=f"log of {pod['metadata']['name']}\n", content_type="text/plain")
 
     async def handle_attach(self, request: web.Request, pod: RawObject) -> web.StreamResponse:
-        raise bad_request("Upgrade request required")
+        raise RuntimeError("fake kubelet cannot attach")
 
     async def handle_exec(self, request: web.Request, pod: RawObject) -> web.StreamResponse:
         raise bad_request("Upgrade request required")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import os
 import resource
+import signal
 from pathlib import Path
 
+from kuberunner.cluster.runtime import ContainerConfig, Runtime
+from kuberunner.cluster.volumes import DEFAULT_PATH
 from tests.cluster.fixtures_kubelet import Node, container, node
 
 __all__ = ["node"]
@@ -129,3 +134,40 @@ def _rss_mib() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     raise AssertionError("no VmRSS")
+
+
+async def test_without_isolation_containers_are_process_groups(tmp_path: Path) -> None:
+    runtime = Runtime(state_dir=tmp_path, cgroup_root=None, isolate=False)
+    config = ContainerConfig(
+        name="c",
+        argv=["sh", "-c", "sleep 300 & echo $$; wait"],
+        env={"PATH": DEFAULT_PATH},
+        cwd=str(tmp_path),
+        log_path=tmp_path / "c.log",
+    )
+    container = await runtime.start(config)
+    while not _host_read(tmp_path / "c.log"):
+        await container.log.wait_changed(1.0)
+    assert _host_read(tmp_path / "c.log").endswith(f" stdout F {container.pid}\n".encode())
+    container.signal(signal.SIGKILL)
+    status = await container.exited
+    assert (status.code, status.signal, status.reason) == (137, 9, "Error")
+    for _ in range(100):  # the killed orphan is reaped by the host's init, not by us
+        if not _group_members(container.pid):
+            break
+        await asyncio.sleep(0.05)
+    assert _group_members(container.pid) == []
+
+
+def _host_read(path: Path) -> bytes:
+    return path.read_bytes() if path.exists() else b""
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.getpgid(int(entry)) == pgid:
+                    members.append(int(entry))
+    return members

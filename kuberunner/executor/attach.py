@@ -1,0 +1,106 @@
+"""The attach strategy: one command line per stage into PID 1's stdin, output from the log file.
+
+The stage's exit code comes only from its marker, whose nonce the job cannot read; the output is
+read through the `file` transport from a byte offset that survives reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+
+from kuberunner.executor import podhealth
+from kuberunner.executor.backoff import Backoff
+from kuberunner.executor.file_transport import FileLogReader, TransportError
+from kuberunner.executor.strategy import Exited, JobContext, Lost, StageEnd, Stopped
+from kuberunner.executor.waiting import first_of
+from kuberunner.kube import streams
+from kuberunner.kube.errors import ApiUnreachable
+from kuberunner.shell import commands
+from kuberunner.shell.markers import JobOutput, MarkerScanner, StageExited
+
+
+class AttachStrategy:
+    name = "attach"
+
+    def __init__(self) -> None:
+        self._scanner = MarkerScanner()
+        self._exits: dict[str, asyncio.Future[int]] = {}
+        self._pump: asyncio.Task[None] | None = None
+
+    async def open(self, job: JobContext) -> None:
+        self._pump = asyncio.create_task(self._pump_output(job), name=f"{job.state.pod}: output")
+
+    async def close(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+
+    async def run_stage(self, job: JobContext, stage: str, *, deadline: float) -> StageEnd:
+        loop = asyncio.get_running_loop()
+        nonce, token = secrets.token_hex(16), secrets.token_hex(8)
+        exited: asyncio.Future[int] = loop.create_future()
+        self._exits[stage] = exited
+        job.state.stage, job.state.nonce = stage, nonce
+        self._scanner.expect(stage=stage, nonce=nonce)
+        paths = job.settings.paths
+        await _write_stdin(job, commands.start_stage(paths=paths, stage=stage, nonce=nonce, token=token))
+        done = await first_of([exited, job.broken, job.cancel.wait()], within=deadline - loop.time())
+        if exited in done:
+            return Exited(exited.result())
+        if job.broken in done:
+            return Lost(job.broken.result())
+        await _write_stdin(job, commands.kill_stage(paths=paths, token=token))
+        await first_of([exited, job.broken], within=job.settings.kill_grace)
+        return Stopped(canceled=job.cancel.is_set())
+
+    async def _pump_output(self, job: JobContext) -> None:
+        reader = FileLogReader(
+            client=job.client,
+            namespace=job.state.namespace,
+            pod=job.state.pod,
+            container=podhealth.BUILD_CONTAINER,
+            path=job.settings.paths.log_file,
+            offset=job.state.offset,
+            backoff=Backoff(budget=job.settings.api_budget),
+        )
+        try:
+            async for chunk in reader.chunks():
+                job.state.offset = reader.offset
+                self._dispatch(job, self._scanner.feed(chunk))
+        except TransportError as exc:
+            job.mark_broken(str(exc))
+        finally:
+            self._dispatch(job, self._scanner.flush())
+
+    def _dispatch(self, job: JobContext, events: list[JobOutput | StageExited]) -> None:
+        for event in events:
+            if isinstance(event, JobOutput):
+                job.trace.job_output(event.data)
+                continue
+            future = self._exits.get(event.stage)
+            if future is not None and not future.done():
+                future.set_result(event.exit_code)
+
+
+async def _write_stdin(job: JobContext, data: bytes) -> None:
+    """Write one command line to PID 1. Only a refused connection is retried: nothing reached the pod."""
+    loop = asyncio.get_running_loop()
+    backoff = Backoff(budget=job.settings.api_budget)
+    while True:
+        try:
+            await streams.attach_write(
+                job.client,
+                namespace=job.state.namespace,
+                pod=job.state.pod,
+                container=podhealth.BUILD_CONTAINER,
+                data=data,
+            )
+            return
+        except ApiUnreachable:
+            delay = backoff.failed(loop.time())
+            if delay is None:
+                raise
+            await asyncio.sleep(delay)

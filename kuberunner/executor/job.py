@@ -1,0 +1,233 @@
+"""One job's flow, from pod creation to deletion, whatever strategy runs its stages.
+
+What the bytes are lives in `shell`, how they travel in `kube` and the strategies, how the ending
+is judged in `results.decide`. The strategy is chosen once, here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from dataclasses import dataclass
+
+from kuberunner.executor import podhealth
+from kuberunner.executor.attach import AttachStrategy
+from kuberunner.executor.backoff import Backoff
+from kuberunner.executor.legacy_exec import LegacyExecStrategy
+from kuberunner.executor.podspec import PodDesign, build_pod, build_secret
+from kuberunner.executor.results import JobResult, Observation, decide
+from kuberunner.executor.settings import ExecutorSettings
+from kuberunner.executor.strategy import Exited, JobContext, JobState, Lost, Stopped, Strategy
+from kuberunner.executor.waiting import first_of
+from kuberunner.job.spec import JobSpec
+from kuberunner.kube.client import KubeClient
+from kuberunner.kube.errors import KubeError, NotFound
+from kuberunner.shell import render
+from kuberunner.trace import Trace
+
+log = logging.getLogger(__name__)
+
+USER_STAGES = ("get_sources", "step_script")
+LEGACY_FLAG = "FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY"
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    job: JobSpec
+    job_id: str
+    variables: tuple[tuple[str, str], ...]
+    """Everything the scripts export, CI_* first; a later key wins."""
+    project_dir: str
+    project_archive: bytes | None
+    timeout: float
+    legacy_exec: bool = False
+    """FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY, already resolved from env, config and variables."""
+
+
+def choose_strategy(request: JobRequest) -> Strategy:
+    return LegacyExecStrategy() if request.legacy_exec else AttachStrategy()
+
+
+async def run_job(
+    *,
+    request: JobRequest,
+    client: KubeClient,
+    settings: ExecutorSettings,
+    trace: Trace,
+    cancel: asyncio.Event,
+) -> JobResult:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + request.timeout
+    strategy = choose_strategy(request)
+    job = JobContext(
+        client, settings, trace, JobState(settings.namespace, _pod_name(settings, request)), cancel
+    )
+    trace.runner_line(f"Using Kubernetes namespace: {settings.namespace}")
+    trace.runner_line(f"Using {strategy.name} strategy to execute scripts...")
+    health: asyncio.Task[None] | None = None
+    seen = Observation(exit_codes=())
+    try:
+        await _create_pod(job, request)
+        early = await _wait_for_running(job, request, deadline=deadline)
+        if early is not None:
+            seen = early
+        else:
+            trace.runner_line(f"Running on {job.state.pod} via {settings.runner_name}...")
+            health = asyncio.create_task(_watch_health(job), name=f"{job.state.pod}: health")
+            await strategy.open(job)
+            seen = await _run_user_stages(job, strategy, request, deadline=deadline)
+            if seen.system_error is None and request.job.after_script:
+                await _run_after_script(job, strategy)
+    except KubeError as exc:
+        seen = Observation(seen.exit_codes, system_error=f"Kubernetes API: {exc}")
+    finally:
+        if health is not None:
+            health.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await health
+        await strategy.close()
+        await _delete_pod(job)
+    return decide(seen)
+
+
+async def _run_user_stages(
+    job: JobContext, strategy: Strategy, request: JobRequest, *, deadline: float
+) -> Observation:
+    codes: list[int | None] = []
+    for stage in USER_STAGES:
+        if stage == "step_script":
+            job.trace.runner_line('Executing "step_script" stage of the job script')
+        end = await strategy.run_stage(job, stage, deadline=deadline)
+        match end:
+            case Exited(exit_code=code):
+                codes.append(code)
+                if code != 0:
+                    break
+            case Lost(reason=reason):
+                return Observation(tuple(codes), system_error=reason)
+            case Stopped(canceled=True):
+                job.trace.runner_line("Job canceled: the running stage was stopped", level="error")
+                return Observation(tuple(codes), canceled=True)
+            case Stopped(canceled=False):
+                job.trace.runner_line("Job timed out: the running stage was stopped", level="error")
+                return Observation(tuple(codes), timed_out_after=request.timeout)
+    return Observation(tuple(codes))
+
+
+async def _run_after_script(job: JobContext, strategy: Strategy) -> None:
+    job.trace.runner_line("Running after_script")
+    loop = asyncio.get_running_loop()
+    end = await strategy.run_stage(
+        job, "after_script", deadline=loop.time() + job.settings.after_script_timeout
+    )
+    match end:
+        case Exited(exit_code=0):
+            pass
+        case Exited(exit_code=code):
+            job.trace.runner_line(f"WARNING: after_script failed with exit code {code}", level="warning")
+        case Lost(reason=reason):
+            job.trace.runner_line(f"WARNING: after_script did not finish: {reason}", level="warning")
+        case Stopped(canceled=False):
+            job.trace.runner_line("WARNING: after_script timed out", level="warning")
+        case Stopped():
+            pass
+
+
+def _pod_name(settings: ExecutorSettings, request: JobRequest) -> str:
+    slug = "".join(c if c.isascii() and c.isalnum() else "-" for c in request.job.name.lower())
+    slug = "-".join(part for part in slug.split("-") if part)[:30] or "job"
+    return f"{settings.runner_name}-{slug}-{secrets.token_hex(4)}"
+
+
+async def _create_pod(job: JobContext, request: JobRequest) -> None:
+    settings = job.settings
+    design = PodDesign(
+        name=job.state.pod,
+        namespace=settings.namespace,
+        image=request.job.image or settings.image,
+        runner_name=settings.runner_name,
+        job_id=request.job_id,
+        job_name=request.job.name,
+        paths=settings.paths,
+        active_deadline_seconds=int(request.timeout + settings.after_script_timeout + 60),
+    )
+    pod = await job.client.create_pod(settings.namespace, build_pod(design))
+    await job.client.create_secret(settings.namespace, build_secret(pod=pod, files=stage_files(job, request)))
+
+
+def stage_files(job: JobContext, request: JobRequest) -> dict[str, bytes]:
+    paths = job.settings.paths
+    archive_name = "project.tar.gz"
+    files = {
+        "get_sources": render.render_get_sources(
+            archive=paths.script(archive_name) if request.project_archive is not None else None,
+            project_dir=request.project_dir,
+        ).encode(),
+        "step_script": render.render_user_stage(
+            commands=[*request.job.before_script, *request.job.script],
+            variables=request.variables,
+            project_dir=request.project_dir,
+        ).encode(),
+        "after_script": render.render_user_stage(
+            commands=request.job.after_script, variables=request.variables, project_dir=request.project_dir
+        ).encode(),
+        "kill_stage": render.KILL_STAGE.encode(),
+    }
+    if request.project_archive is not None:
+        files[archive_name] = request.project_archive
+    return files
+
+
+async def _wait_for_running(job: JobContext, request: JobRequest, *, deadline: float) -> Observation | None:
+    """None once the build container runs; otherwise how the job ended before it could start."""
+    loop = asyncio.get_running_loop()
+    limit = min(deadline, loop.time() + job.settings.pod_start_timeout)
+    name = f"{job.state.namespace}/{job.state.pod}"
+    last_message = ""
+
+    async def watch() -> str | None:
+        nonlocal last_message
+        async for event_type, pod in job.client.watch_pod(job.state.namespace, job.state.pod):
+            state = podhealth.assess(event_type, pod)
+            if isinstance(state, podhealth.Ready):
+                return None
+            if isinstance(state, podhealth.Broken):
+                return state.reason
+            if state.message != last_message:
+                last_message = state.message
+                job.trace.runner_line(f"Waiting for pod {name} to be running, status is {state.message}")
+        return f"the watch of pod {name} ended before it ran"
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        done = await first_of([watcher, job.cancel.wait()], within=limit - loop.time())
+    finally:
+        watcher.cancel()
+    if watcher in done:
+        reason = watcher.result()
+        return None if reason is None else Observation((), system_error=reason)
+    if job.cancel.is_set():
+        return Observation((), canceled=True)
+    if limit >= deadline:
+        return Observation((), timed_out_after=request.timeout)
+    return Observation((), system_error=f"timed out waiting for pod {name} to start ({last_message})")
+
+
+async def _watch_health(job: JobContext) -> None:
+    reason = await podhealth.wait_until_broken(
+        client=job.client,
+        namespace=job.state.namespace,
+        name=job.state.pod,
+        backoff=Backoff(budget=job.settings.api_budget),
+    )
+    job.mark_broken(reason)
+
+
+async def _delete_pod(job: JobContext) -> None:
+    with contextlib.suppress(NotFound):
+        try:
+            await job.client.delete_pod(job.state.namespace, job.state.pod, grace_seconds=0)
+        except KubeError as exc:
+            job.trace.runner_line(f"WARNING: could not delete pod {job.state.pod}: {exc}", level="warning")
