@@ -32,12 +32,12 @@ class StatusError(Exception):
         return failure_body(self.code, self.reason, self.message, self.details)
 
     def response(self) -> web.Response:
-        return web.Response(
-            status=self.code, text=json.dumps(self.body()), content_type="application/json"
-        )
+        return web.Response(status=self.code, text=json.dumps(self.body()), content_type="application/json")
 
 
-def failure_body(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+def failure_body(
+    code: int, reason: str, message: str, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",

@@ -169,7 +169,6 @@ class Relay:
             data = await source.read(self._buffer_size)
             # The gate is checked after the read: a chunk read just before a black hole began is
             # held here, in order, with the rest left in the kernel's buffers.
-            await self._flowing.wait()
             if not data:
                 break
             sink.write(data)

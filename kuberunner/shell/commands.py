@@ -15,11 +15,15 @@ def start_stage(*, paths: PodPaths, stage: str, nonce: str, token: str) -> bytes
     """Run `stage` in the background of PID 1, output appended to the log, then its exit marker.
 
     The outer subshell waits for the script, so even a SIGKILLed script yields a marker (137).
+    The line is idempotent: `mkdir` of a per-run directory succeeds once, so a line written again
+    after a connection dropped mid-write never starts the stage twice.
     """
     log = quote(paths.log_file)
     script = quote(paths.script(stage))
+    guard = quote(f"{paths.logs_dir}/.started-{stage}-{token}")
     marker = '\\n{"command_exit_code": %d, "script": "%s", "nonce": "%s"}\\n'
     line = (
+        f"mkdir {guard} 2>/dev/null && "
         f'(KUBERUNNER_STAGE={quote(token)} "$0" {script} </dev/null >>{log} 2>&1 & wait $!; '
         f"printf '{marker}' $? {quote(stage)} {quote(nonce)} >>{log}) </dev/null >/dev/null 2>&1 &\n"
     )

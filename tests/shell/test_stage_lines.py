@@ -141,3 +141,12 @@ def test_detect_shell_becomes_a_shell_reading_stdin() -> None:
         ["sh", "-c", DETECT_SHELL], input=b"echo $((6 * 7))\n", capture_output=True, timeout=10
     )
     assert done.stdout == b"42\n"
+
+
+def test_a_start_line_written_twice_starts_the_stage_once(pid1: Pid1) -> None:
+    write_stage(pid1, "step_script", ["echo once"])
+    line = commands.start_stage(paths=pid1.paths, stage="step_script", nonce=NONCE, token="same")
+    pid1.send(line)
+    out, code = pid1.run_stage("step_script", token="same")
+    assert (out.count(b"once\n"), code) == (1, 0)
+    assert Path(pid1.paths.log_file).read_bytes().count(b"once\n") == 1
