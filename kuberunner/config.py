@@ -52,6 +52,9 @@ class KubernetesSettings:
     """API retries for transient errors; GitLab Runner's default."""
     retry_backoff_max: int = 2000
     """Milliseconds; GitLab Runner's default."""
+    api_unreachable_timeout: int = 60
+    """Seconds the Kubernetes API may stay unreachable in one stretch before a running job becomes
+    a system failure (kuberunner's own key): long enough to ride out an API server restart."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +93,13 @@ _STRING_KEYS = (
     "memory_limit",
     "cpu_limit",
 )
-_POSITIVE_INT_KEYS = ("poll_interval", "poll_timeout", "output_limit", "retry_backoff_max")
+_POSITIVE_INT_KEYS = (
+    "poll_interval",
+    "poll_timeout",
+    "output_limit",
+    "retry_backoff_max",
+    "api_unreachable_timeout",
+)
 
 
 def load_runner_config(path: Path) -> RunnerConfig:

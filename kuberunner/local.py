@@ -118,29 +118,65 @@ async def cluster_for(
         yield await kube_config.load_kubeconfig(cluster.kubeconfig_path, None)
 
 
+@dataclass(frozen=True, slots=True)
+class _Session:
+    """What every job of one `kuberunner exec` shares."""
+
+    options: ExecOptions
+    runner: RunnerEntry | None
+    client: KubeClient
+    settings: ExecutorSettings
+    project_root: Path
+    archive: bytes
+    cancel: asyncio.Event
+
+
+def executor_settings(runner: RunnerEntry | None, namespace: str) -> ExecutorSettings:
+    if runner is None:
+        return ExecutorSettings(namespace=namespace)
+    k8s = runner.kubernetes
+    defaults = ExecutorSettings()
+    return ExecutorSettings(
+        namespace=namespace,
+        image=k8s.image or defaults.image,
+        runner_name=_runner_name(runner.name) or defaults.runner_name,
+        pod_start_timeout=float(k8s.poll_timeout),
+        api_budget=float(k8s.api_unreachable_timeout),
+    )
+
+
+def _runner_name(name: str) -> str:
+    cleaned = "".join(c if c.isascii() and c.isalnum() else "-" for c in name.lower())
+    return "-".join(part for part in cleaned.split("-") if part)[:20]
+
+
 async def run_exec(options: ExecOptions) -> int:
     """Runs the jobs; returns the exit status of the first job that did not succeed (0 if all did)."""
     pipeline = load_pipeline(options.file)
     jobs = select_jobs(pipeline, options.jobs)
     for warning in pipeline.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
+    runner_config = load_runner_config(options.config) if options.config is not None else None
+    runner = runner_config.runners[0] if runner_config is not None and runner_config.runners else None
     project_root = options.file.resolve().parent
     try:
         archive = archive_directory(project_root)
     except ProjectTooLarge as exc:
         raise BadInput(str(exc)) from exc
-    runner_config = load_runner_config(options.config) if options.config is not None else None
-    runner = runner_config.runners[0] if runner_config is not None and runner_config.runners else None
     cancel = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, cancel.set)
     try:
         async with cluster_for(options, runner) as cfg, await KubeClient.open(cfg) as client:
-            namespace = options.namespace or cfg.namespace
-            flags = runner.feature_flags if runner is not None else {}
+            namespace = (
+                options.namespace or (runner.kubernetes.namespace if runner else None) or cfg.namespace
+            )
+            session = _Session(
+                options, runner, client, executor_settings(runner, namespace), project_root, archive, cancel
+            )
             for job in jobs:
-                status = await _run_one(options, job, client, namespace, project_root, archive, cancel, flags)
+                status = await _run_one(session, job)
                 if status != 0:
                     return status
             return 0
@@ -149,49 +185,59 @@ async def run_exec(options: ExecOptions) -> int:
             loop.remove_signal_handler(signum)
 
 
-async def _run_one(
-    options: ExecOptions,
-    job: JobSpec,
-    client: KubeClient,
-    namespace: str,
-    project_root: Path,
-    archive: bytes,
-    cancel: asyncio.Event,
-    feature_flags: dict[str, bool],
-) -> int:
-    trace = Trace(color=options.color, masked=[value for _, value in options.masked])
+def _trace(session: _Session) -> Trace:
+    options, runner = session.options, session.runner
+    # Locally the whole output is wanted; a config.toml's output_limit (GitLab's) applies when given.
+    limit = runner.kubernetes.output_limit * 1024 if runner is not None else None
+    trace = Trace(color=options.color, masked=[value for _, value in options.masked], output_limit=limit)
     trace.add_sink(StreamSink(sys.stdout.buffer))
     if options.trace_file is not None:
         trace.add_sink(FileSink(options.trace_file))
+    return trace
+
+
+async def _run_one(session: _Session, job: JobSpec) -> int:
+    options = session.options
+    trace = _trace(session)
     try:
         trace.runner_line(f"Running with kuberunner {__version__}")
         for warning in job.warnings:
             trace.runner_line(f"WARNING: {warning}", level="warning")
         job_id = str(secrets.randbelow(10**9))
-        project_dir = f"/builds/{project_root.name or 'project'}"
-        timeout = options.timeout or job.timeout_seconds or ExecutorSettings().default_timeout
+        project_dir = f"/builds/{session.project_root.name or 'project'}"
+        timeout = options.timeout or job.timeout_seconds or session.settings.default_timeout
+        runner_env = tuple(
+            (key, value)
+            for key, _, value in (
+                item.partition("=") for item in (session.runner.environment if session.runner else ())
+            )
+        )
         variables = job_variables(
             job=job,
             job_id=job_id,
-            project_name=project_root.name,
+            project_name=session.project_root.name,
             project_dir=project_dir,
-            extra=[*options.variables, *options.masked],
+            extra=[*runner_env, *options.variables, *options.masked],
         )
+        flags = session.runner.feature_flags if session.runner is not None else {}
         request = JobRequest(
             job=job,
             job_id=job_id,
             variables=variables,
             project_dir=project_dir,
-            project_archive=archive,
+            project_archive=session.archive,
             timeout=float(timeout),
             legacy_exec=legacy_exec_wanted(
-                environ=dict(os.environ), variables=variables, feature_flags=feature_flags
+                environ=dict(os.environ), variables=variables, feature_flags=flags
             ),
         )
-        settings = ExecutorSettings(namespace=namespace)
         try:
             result = await run_job(
-                request=request, client=client, settings=settings, trace=trace, cancel=cancel
+                request=request,
+                client=session.client,
+                settings=session.settings,
+                trace=trace,
+                cancel=session.cancel,
             )
         except KubeError as exc:
             result = results.SystemFailure(f"Kubernetes API: {exc}")

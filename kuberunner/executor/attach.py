@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 
 from kuberunner.executor import podhealth
@@ -16,9 +17,11 @@ from kuberunner.executor.file_transport import FileLogReader, TransportError
 from kuberunner.executor.strategy import Exited, JobContext, Lost, StageEnd, Stopped
 from kuberunner.executor.waiting import first_of
 from kuberunner.kube import streams
-from kuberunner.kube.errors import ApiUnreachable
+from kuberunner.kube.errors import ApiStatusError, ApiUnreachable, NotFound, StreamLost
 from kuberunner.shell import commands
 from kuberunner.shell.markers import JobOutput, MarkerScanner, StageExited
+
+log = logging.getLogger(__name__)
 
 
 class AttachStrategy:
@@ -86,7 +89,11 @@ class AttachStrategy:
 
 
 async def _write_stdin(job: JobContext, data: bytes) -> None:
-    """Write one command line to PID 1. Only a refused connection is retried: nothing reached the pod."""
+    """Write one command line to PID 1, again and again until it surely arrived.
+
+    The lines are idempotent (see `shell.commands`), so a write whose fate a dropped connection
+    left unknown is simply repeated; only a pod that is gone or an API gone past the budget stops it.
+    """
     loop = asyncio.get_running_loop()
     backoff = Backoff(budget=job.settings.api_budget)
     while True:
@@ -99,7 +106,12 @@ async def _write_stdin(job: JobContext, data: bytes) -> None:
                 data=data,
             )
             return
-        except ApiUnreachable:
+        except NotFound:
+            raise
+        except (ApiUnreachable, StreamLost, ApiStatusError) as exc:
+            if isinstance(exc, ApiStatusError) and exc.code < 500 and exc.code != 429:
+                raise
+            log.info("writing to the stdin of %s failed (%s); trying again", job.state.pod, exc)
             delay = backoff.failed(loop.time())
             if delay is None:
                 raise

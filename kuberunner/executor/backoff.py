@@ -16,7 +16,7 @@ class Backoff:
     first: float = 0.2
     cap: float = 2.0
     budget: float = 60.0
-    _next: float = field(default=0.0, init=False)
+    _failures: int = field(default=0, init=False)
     _failing_since: float | None = field(default=None, init=False)
 
     def failed(self, now: float) -> float | None:
@@ -25,13 +25,10 @@ class Backoff:
             self._failing_since = now
         if now - self._failing_since >= self.budget:
             return None
-        delay = self._next
-        self._next = min(self.cap, max(self.first, self._next * 2))
+        delay: float = min(self.cap, self.first * 2.0 ** min(self._failures, 30))
+        self._failures += 1
         return delay
 
     def healthy(self) -> None:
-        self._next = 0.0
+        self._failures = 0
         self._failing_since = None
-
-    def failing_for(self, now: float) -> float:
-        return 0.0 if self._failing_since is None else now - self._failing_since

@@ -169,6 +169,7 @@ class Relay:
             data = await source.read(self._buffer_size)
             # The gate is checked after the read: a chunk read just before a black hole began is
             # held here, in order, with the rest left in the kernel's buffers.
+            await self._flowing.wait()
             if not data:
                 break
             sink.write(data)
@@ -178,8 +179,7 @@ class Relay:
             else:
                 self._counters.bytes_down += len(data)
         # EOF is relayed as a half-close so the other direction keeps flowing.
-        if sink.can_write_eof() and not sink.transport.is_closing():
-            sink.write_eof()
+        sink.close()
 
     async def _close_gracefully(self) -> None:
         writers = [w for w in (self._client_writer, self._upstream_writer) if w is not None]
