@@ -10,6 +10,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Literal
 
 import click
 
@@ -75,6 +76,11 @@ def main(verbose: bool) -> None:
 @click.option(
     "--color/--no-color", default=None, help="ANSI colours in runner lines (default: if a terminal)."
 )
+@click.option(
+    "--log-transport",
+    type=click.Choice(["file", "kubelet"]),
+    help="How to read job output: file (pods/exec, the default) or kubelet (pods/log, no exec at all).",
+)
 def exec_command(
     jobs: tuple[str, ...],
     file: Path,
@@ -87,6 +93,7 @@ def exec_command(
     trace_file: Path | None,
     timeout: float | None,
     color: bool | None,
+    log_transport: Literal["file", "kubelet"] | None,
 ) -> None:
     """Run JOBS of a .gitlab-ci.yml (all visible jobs when none is named), each in its own pod."""
     from kuberunner.local import ExecOptions, run_exec
@@ -103,6 +110,7 @@ def exec_command(
         trace_file=trace_file,
         timeout=timeout,
         color=sys.stdout.isatty() if color is None else color,
+        log_transport=log_transport,
     )
     sys.exit(_run(lambda: run_exec(options)))
 

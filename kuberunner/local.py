@@ -15,8 +15,9 @@ import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from kuberunner import __version__
 from kuberunner.config import RunnerEntry, load_runner_config
@@ -48,6 +49,8 @@ class ExecOptions:
     trace_file: Path | None = None
     timeout: float | None = None
     color: bool = False
+    log_transport: Literal["file", "kubelet"] | None = None
+    """Overrides config.toml's `log_transport`."""
 
 
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
@@ -141,6 +144,7 @@ def executor_settings(runner: RunnerEntry | None, namespace: str) -> ExecutorSet
         image=k8s.image or defaults.image,
         runner_name=_runner_name(runner.name) or defaults.runner_name,
         pod_start_timeout=float(k8s.poll_timeout),
+        log_transport=k8s.log_transport,
         api_budget=float(k8s.api_unreachable_timeout),
     )
 
@@ -172,9 +176,10 @@ async def run_exec(options: ExecOptions) -> int:
             namespace = (
                 options.namespace or (runner.kubernetes.namespace if runner else None) or cfg.namespace
             )
-            session = _Session(
-                options, runner, client, executor_settings(runner, namespace), project_root, archive, cancel
-            )
+            settings = executor_settings(runner, namespace)
+            if options.log_transport is not None:
+                settings = replace(settings, log_transport=options.log_transport)
+            session = _Session(options, runner, client, settings, project_root, archive, cancel)
             for job in jobs:
                 status = await _run_one(session, job)
                 if status != 0:

@@ -14,10 +14,11 @@ import secrets
 from kuberunner.executor import podhealth
 from kuberunner.executor.backoff import Backoff
 from kuberunner.executor.file_transport import FileLogReader, TransportError
+from kuberunner.executor.kubelet_transport import KubeletLogReader
 from kuberunner.executor.strategy import Exited, JobContext, Lost, StageEnd, Stopped
 from kuberunner.executor.waiting import first_of
 from kuberunner.kube import streams
-from kuberunner.kube.errors import ApiStatusError, ApiUnreachable, NotFound, StreamLost
+from kuberunner.kube.errors import ApiStatusError, ApiUnreachable, Forbidden, NotFound, StreamLost
 from kuberunner.shell import commands
 from kuberunner.shell.markers import JobOutput, MarkerScanner, StageExited
 
@@ -33,6 +34,8 @@ class AttachStrategy:
         self._pump: asyncio.Task[None] | None = None
 
     async def open(self, job: JobContext) -> None:
+        if job.settings.log_transport == "file":
+            await _check_exec_allowed(job)
         self._pump = asyncio.create_task(self._pump_output(job), name=f"{job.state.pod}: output")
 
     async def close(self) -> None:
@@ -49,7 +52,11 @@ class AttachStrategy:
         job.state.stage, job.state.nonce = stage, nonce
         self._scanner.expect(stage=stage, nonce=nonce)
         paths = job.settings.paths
-        await _write_stdin(job, commands.start_stage(paths=paths, stage=stage, nonce=nonce, token=token))
+        to_log_file = job.settings.log_transport == "file"
+        line = commands.start_stage(
+            paths=paths, stage=stage, nonce=nonce, token=token, to_log_file=to_log_file
+        )
+        await _write_stdin(job, line)
         done = await first_of([exited, job.broken, job.cancel.wait()], within=deadline - loop.time())
         if exited in done:
             return Exited(exited.result())
@@ -60,18 +67,11 @@ class AttachStrategy:
         return Stopped(canceled=job.cancel.is_set())
 
     async def _pump_output(self, job: JobContext) -> None:
-        reader = FileLogReader(
-            client=job.client,
-            namespace=job.state.namespace,
-            pod=job.state.pod,
-            container=podhealth.BUILD_CONTAINER,
-            path=job.settings.paths.log_file,
-            offset=job.state.offset,
-            backoff=Backoff(budget=job.settings.api_budget),
-        )
+        reader = _reader(job)
         try:
             async for chunk in reader.chunks():
-                job.state.offset = reader.offset
+                if isinstance(reader, FileLogReader):
+                    job.state.offset = reader.offset
                 self._dispatch(job, self._scanner.feed(chunk))
         except TransportError as exc:
             job.mark_broken(str(exc))
@@ -86,6 +86,46 @@ class AttachStrategy:
             future = self._exits.get(event.stage)
             if future is not None and not future.done():
                 future.set_result(event.exit_code)
+
+
+def _reader(job: JobContext) -> FileLogReader | KubeletLogReader:
+    backoff = Backoff(budget=job.settings.api_budget)
+    if job.settings.log_transport == "kubelet":
+        return KubeletLogReader(
+            client=job.client,
+            namespace=job.state.namespace,
+            pod=job.state.pod,
+            container=podhealth.BUILD_CONTAINER,
+            backoff=backoff,
+        )
+    return FileLogReader(
+        client=job.client,
+        namespace=job.state.namespace,
+        pod=job.state.pod,
+        container=podhealth.BUILD_CONTAINER,
+        path=job.settings.paths.log_file,
+        offset=job.state.offset,
+        backoff=backoff,
+    )
+
+
+async def _check_exec_allowed(job: JobContext) -> None:
+    """The file transport reads through pods/exec: find out now, not in the middle of a stage."""
+    try:
+        session = await streams.open_exec(
+            job.client,
+            namespace=job.state.namespace,
+            pod=job.state.pod,
+            container=podhealth.BUILD_CONTAINER,
+            command=["true"],
+        )
+        async with session:
+            await session.wait()
+    except Forbidden as exc:
+        raise TransportError(
+            f"the file log transport reads the job log through pods/exec, which the cluster forbids "
+            f'({exc.message}); set log_transport = "kubelet" in [runners.kubernetes]'
+        ) from exc
 
 
 async def _write_stdin(job: JobContext, data: bytes) -> None:

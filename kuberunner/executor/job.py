@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from kuberunner.executor import podhealth
 from kuberunner.executor.attach import AttachStrategy
 from kuberunner.executor.backoff import Backoff
+from kuberunner.executor.file_transport import TransportError
 from kuberunner.executor.legacy_exec import LegacyExecStrategy
 from kuberunner.executor.podspec import PodDesign, build_pod, build_secret
 from kuberunner.executor.results import JobResult, Observation, decide
@@ -82,6 +83,8 @@ async def run_job(
                 await _run_after_script(job, strategy)
     except KubeError as exc:
         seen = Observation(seen.exit_codes, system_error=f"Kubernetes API: {exc}")
+    except TransportError as exc:
+        seen = Observation(seen.exit_codes, system_error=str(exc))
     finally:
         if health is not None:
             health.cancel()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from kuberunner.shell.layout import PodPaths
 
@@ -25,4 +26,7 @@ class ExecutorSettings:
     """How long the Kubernetes API may stay unreachable in one stretch before the job fails."""
     kill_grace: float = 15.0
     """How long to wait for a killed stage's marker before calling the stage lost."""
+    log_transport: Literal["file", "kubelet"] = "file"
+    """`file` reads the log file through pods/exec: exact and live. `kubelet` reads pods/log, for
+    clusters that forbid exec; partial lines then show when their newline arrives."""
     paths: PodPaths = field(default_factory=PodPaths)

@@ -179,7 +179,8 @@ class Relay:
             else:
                 self._counters.bytes_down += len(data)
         # EOF is relayed as a half-close so the other direction keeps flowing.
-        sink.close()
+        if sink.can_write_eof() and not sink.transport.is_closing():
+            sink.write_eof()
 
     async def _close_gracefully(self) -> None:
         writers = [w for w in (self._client_writer, self._upstream_writer) if w is not None]

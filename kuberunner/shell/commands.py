@@ -11,21 +11,24 @@ from kuberunner.shell.layout import PodPaths
 from kuberunner.shell.quoting import quote
 
 
-def start_stage(*, paths: PodPaths, stage: str, nonce: str, token: str) -> bytes:
-    """Run `stage` in the background of PID 1, output appended to the log, then its exit marker.
+def start_stage(*, paths: PodPaths, stage: str, nonce: str, token: str, to_log_file: bool = True) -> bytes:
+    """Run `stage` in the background of PID 1, its output then its exit marker appended to the log.
 
-    The outer subshell waits for the script, so even a SIGKILLed script yields a marker (137).
-    The line is idempotent: `mkdir` of a per-run directory succeeds once, so a line written again
-    after a connection dropped mid-write never starts the stage twice.
+    The log is the log file on the logs volume, or with `to_log_file=False` PID 1's own stdout,
+    which the runtime keeps as the container log (the `kubelet` transport). The outer subshell
+    waits for the script, so even a SIGKILLed script yields a marker (137). The line is
+    idempotent: `mkdir` of a per-run directory succeeds once, so a line written again after a
+    connection dropped mid-write never starts the stage twice.
     """
-    log = quote(paths.log_file)
     script = quote(paths.script(stage))
     guard = quote(f"{paths.logs_dir}/.started-{stage}-{token}")
     marker = '\\n{"command_exit_code": %d, "script": "%s", "nonce": "%s"}\\n'
+    into = f" >>{quote(paths.log_file)}" if to_log_file else ""
+    outer = " >/dev/null 2>&1" if to_log_file else ""
     line = (
         f"mkdir {guard} 2>/dev/null && "
-        f'(KUBERUNNER_STAGE={quote(token)} "$0" {script} </dev/null >>{log} 2>&1 & wait $!; '
-        f"printf '{marker}' $? {quote(stage)} {quote(nonce)} >>{log}) </dev/null >/dev/null 2>&1 &\n"
+        f'(KUBERUNNER_STAGE={quote(token)} "$0" {script} </dev/null{into} 2>&1 & wait $!; '
+        f"printf '{marker}' $? {quote(stage)} {quote(nonce)}{into}) </dev/null{outer} &\n"
     )
     return line.encode()
 

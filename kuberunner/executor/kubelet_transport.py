@@ -1,0 +1,86 @@
+"""The `kubelet` log transport, the seed's own: output from `pods/log?follow&timestamps`, no exec at all.
+
+Stage output goes to PID 1's stdout, which the runtime keeps as a CRI log. After any drop the reader
+asks again from the last record's second and skips exactly the records it already delivered, so
+nothing is lost or repeated. Its known limit, as in the seed: the runtime holds a partial line
+until its newline (or 16 KiB), and turns CRLF into LF.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from kuberunner.executor.backoff import Backoff
+from kuberunner.executor.file_transport import TransportError
+from kuberunner.executor.kubelet_records import MalformedLog, RecordParser, ResumePoint
+from kuberunner.kube import streams
+from kuberunner.kube.client import KubeClient
+from kuberunner.kube.errors import ApiStatusError, ApiUnreachable, Forbidden, NotFound, StreamLost
+
+log = logging.getLogger(__name__)
+
+
+class KubeletLogReader:
+    def __init__(
+        self,
+        *,
+        client: KubeClient,
+        namespace: str,
+        pod: str,
+        container: str,
+        backoff: Backoff | None = None,
+        read_timeout: float = 30.0,
+    ) -> None:
+        self._client = client
+        self._namespace = namespace
+        self._pod = pod
+        self._container = container
+        self._backoff = backoff or Backoff()
+        self._read_timeout = read_timeout
+        self.resume = ResumePoint()
+        self.reconnects = 0
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        parser = RecordParser()
+        while True:
+            parser.reset()
+            self.resume.restart()
+            try:
+                async for body in streams.follow_log(
+                    self._client,
+                    namespace=self._namespace,
+                    pod=self._pod,
+                    container=self._container,
+                    timestamps=True,
+                    since_time=self.resume.since_time(),
+                    read_timeout=self._read_timeout,
+                ):
+                    self._backoff.healthy()
+                    data = b"".join(r.data for r in parser.feed(body) if self.resume.admit(r))
+                    if data:
+                        yield data
+                tail = b"".join(r.data for r in parser.flush() if self.resume.admit(r))
+                if tail:
+                    yield tail
+                reason = "the log stream ended"
+            except (ApiUnreachable, StreamLost) as exc:
+                reason = str(exc)
+            except Forbidden as exc:
+                raise TransportError(f"reading the job log needs pods/log: {exc.message}") from exc
+            except NotFound as exc:
+                raise TransportError(f"pod {self._pod} is gone") from exc
+            except ApiStatusError as exc:
+                reason = exc.message  # e.g. 400 "waiting to start": try again
+            except MalformedLog as exc:
+                raise TransportError(f"unreadable pods/log body: {exc}") from exc
+            delay = self._backoff.failed(loop.time())
+            if delay is None:
+                raise TransportError(f"the Kubernetes API stayed unreachable: {reason}")
+            log.info(
+                "log stream of %s ended (%s); resuming after %s", self._pod, reason, self.resume.timestamp
+            )
+            self.reconnects += 1
+            await asyncio.sleep(delay)
