@@ -145,6 +145,7 @@ def executor_settings(runner: RunnerEntry | None, namespace: str) -> ExecutorSet
         runner_name=_runner_name(runner.name) or defaults.runner_name,
         pod_start_timeout=float(k8s.poll_timeout),
         log_transport=k8s.log_transport,
+        memory_limit=k8s.memory_limit,
         api_budget=float(k8s.api_unreachable_timeout),
     )
 

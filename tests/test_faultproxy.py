@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import ssl
 import stat
 import sys
@@ -266,12 +267,13 @@ async def test_black_hole_stops_the_downstream_direction_too(connect: Connect) -
         hole_end = loop.time() + 0.8
         # Ticks already delivered may still be read; then silence, while the hole lasts.
         received = bytearray(b"0\n")
-        while True:
+        silent = False
+        while not silent and loop.time() < hole_end:
             try:
                 received += await asyncio.wait_for(reader.read(65536), 0.2)
             except TimeoutError:
-                break
-        assert loop.time() < hole_end
+                silent = True
+        assert silent and loop.time() < hole_end
         while loop.time() < hole_end + 0.3:
             async with asyncio.timeout(5):
                 received += await reader.read(65536)
@@ -521,6 +523,13 @@ def test_rewrite_kubeconfig_missing_file(tmp_path: Path) -> None:
         rewrite_kubeconfig(tmp_path / "nope", tmp_path / "out", server="127.0.0.1:1")
 
 
+def test_rewrite_kubeconfig_bad_server(tmp_path: Path) -> None:
+    src = _kubeconfig(tmp_path / "config", server="https://127.0.0.1:6443", ca_pem=b"PEM")
+    with pytest.raises(BadInput, match="bad address"):
+        rewrite_kubeconfig(src, tmp_path / "out", server="127.0.0.1:port")
+    assert not (tmp_path / "out").exists()
+
+
 # -- addresses and run_proxy --------------------------------------------------------------------------
 
 
@@ -582,3 +591,30 @@ async def test_run_proxy_rejects_bad_options(kwargs: dict[str, object]) -> None:
     options.update(kwargs)
     with pytest.raises(BadInput):
         await run_proxy(**options)  # type: ignore[arg-type]
+
+
+async def test_run_proxy_faults_on_signals_and_black_hole_schedule(echo: Echo) -> None:
+    stop = asyncio.Event()
+    ready: asyncio.Future[FaultProxy] = asyncio.get_running_loop().create_future()
+    running = asyncio.create_task(
+        run_proxy(
+            f"127.0.0.1:{echo.port}",
+            "0",
+            None,
+            black_hole_every=0.1,
+            black_hole_for=0.05,
+            handle_signals=True,
+            on_ready=ready.set_result,
+            stop=stop,
+        )
+    )
+    p = await asyncio.wait_for(ready, 5)
+    await eventually(lambda: p.stats.black_holes >= 2)
+    os.kill(os.getpid(), signal.SIGUSR1)
+    await eventually(lambda: p.stats.reset_rounds == 1)
+    os.kill(os.getpid(), signal.SIGUSR2)
+    stop.set()
+    stats = await asyncio.wait_for(running, 5)
+    assert stats.reset_rounds == 1
+    # The handlers are gone with the proxy: the default action of SIGUSR1 would end the process.
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL

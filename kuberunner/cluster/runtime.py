@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from kuberunner.cluster import pipes, sandbox
+from kuberunner.cluster import oomguard, pipes, sandbox
 from kuberunner.cluster.crilog import CriLogWriter, Stream
 
 log = logging.getLogger(__name__)
@@ -266,6 +266,21 @@ class Runtime:
         return container
 
     async def _supervise(self, container: Container, status: _StatusReader, out_r: int, err_r: int) -> None:
+        oom_guard = None
+        if container._cgroup is not None:
+            oom_guard = asyncio.get_running_loop().create_task(
+                oomguard.kill_container_on_oom(container.pid, container._cgroup),
+                name=f"oom guard {container.id}",
+            )
+        try:
+            await self._supervise_until_exit(container, status, out_r, err_r)
+        finally:
+            if oom_guard is not None:
+                oom_guard.cancel()
+
+    async def _supervise_until_exit(
+        self, container: Container, status: _StatusReader, out_r: int, err_r: int
+    ) -> None:
         writer = CriLogWriter()
         pumps = asyncio.gather(
             container._pump(out_r, "stdout", writer), container._pump(err_r, "stderr", writer)

@@ -84,6 +84,8 @@ class MemoryCgroup:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.ended_by_oom_guard = False
+        """Set by `oomguard` when it ended the container for running out of memory."""
 
     @classmethod
     def create(cls, root: Path, name: str, limit_bytes: int) -> MemoryCgroup:
@@ -91,6 +93,10 @@ class MemoryCgroup:
         path.mkdir(parents=True, exist_ok=True)
         group = cls(path)
         group._write("memory.limit_in_bytes", str(limit_bytes))
+        # No kernel OOM kill of single tasks: `oomguard` ends the whole container instead (cgroup v2's
+        # memory.oom.group), so no process of it lives on to report the kill as its own exit code.
+        with contextlib.suppress(OSError):
+            group._write("memory.oom_control", "1")
         for name_, value in (("memory.memsw.limit_in_bytes", str(limit_bytes)), ("memory.swappiness", "0")):
             # Without swap accounting on this kernel there is no swap use to disable.
             with contextlib.suppress(OSError):
@@ -101,16 +107,23 @@ class MemoryCgroup:
         (self.path / name).write_text(value)
 
     def oom_killed(self) -> bool:
-        """True when the kernel's OOM killer killed a task of this group."""
+        """True when the group ran out of memory and the kernel or `oomguard` killed for it."""
+        return self.ended_by_oom_guard or self._oom_control("oom_kill") > 0
+
+    def under_oom(self) -> bool:
+        """True while tasks of the group wait for memory (the kernel's OOM killer is off for it)."""
+        return self._oom_control("under_oom") > 0
+
+    def _oom_control(self, key: str) -> int:
         try:
             text = (self.path / "memory.oom_control").read_text()
         except OSError:
-            return False
+            return 0
         for line in text.splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill" and value.strip().isdigit():
-                return int(value) > 0
-        return False
+            name, _, value = line.partition(" ")
+            if name == key and value.strip().isdigit():
+                return int(value)
+        return 0
 
     def tasks(self) -> list[int]:
         try:

@@ -137,7 +137,14 @@ class EmbeddedCluster:
                 log.exception("kubelet shutdown failed")
             self._kubelet = None
         if self._runner is not None:
+            server = self._runner.server
+            transports = [h.transport for h in server.connections] if server is not None else []
             await self._runner.cleanup()
+            # A TLS close waits for the peer's close_notify, which an idle keep-alive client never
+            # sends; abort so no socket outlives the server.
+            for transport in transports:
+                if transport is not None:
+                    transport.abort()
             self._runner = None
         if self.kubeconfig_path != Path():
             self.kubeconfig_path.unlink(missing_ok=True)

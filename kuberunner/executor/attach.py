@@ -11,14 +11,14 @@ import contextlib
 import logging
 import secrets
 
-from kuberunner.executor import podhealth
+from kuberunner.executor import podhealth, retrying
 from kuberunner.executor.backoff import Backoff
 from kuberunner.executor.file_transport import FileLogReader, TransportError
 from kuberunner.executor.kubelet_transport import KubeletLogReader
 from kuberunner.executor.strategy import Exited, JobContext, Lost, StageEnd, Stopped
 from kuberunner.executor.waiting import first_of
 from kuberunner.kube import streams
-from kuberunner.kube.errors import ApiStatusError, ApiUnreachable, Forbidden, NotFound, StreamLost
+from kuberunner.kube.errors import Forbidden, KubeError
 from kuberunner.shell import commands
 from kuberunner.shell.markers import JobOutput, MarkerScanner, StageExited
 
@@ -111,7 +111,8 @@ def _reader(job: JobContext) -> FileLogReader | KubeletLogReader:
 
 async def _check_exec_allowed(job: JobContext) -> None:
     """The file transport reads through pods/exec: find out now, not in the middle of a stage."""
-    try:
+
+    async def probe() -> None:
         session = await streams.open_exec(
             job.client,
             namespace=job.state.namespace,
@@ -121,6 +122,9 @@ async def _check_exec_allowed(job: JobContext) -> None:
         )
         async with session:
             await session.wait()
+
+    try:
+        await retrying.retry(probe, budget=job.settings.api_budget, what="checking that pods/exec is allowed")
     except Forbidden as exc:
         raise TransportError(
             f"the file log transport reads the job log through pods/exec, which the cluster forbids "
@@ -132,11 +136,12 @@ async def _write_stdin(job: JobContext, data: bytes) -> None:
     """Write one command line to PID 1, again and again until it surely arrived.
 
     The lines are idempotent (see `shell.commands`), so a write whose fate a dropped connection
-    left unknown is simply repeated; only a pod that is gone or an API gone past the budget stops it.
+    left unknown is simply repeated. A pod that broke meanwhile ends the tries: the stage's wait
+    then reports why.
     """
     loop = asyncio.get_running_loop()
     backoff = Backoff(budget=job.settings.api_budget)
-    while True:
+    while not job.broken.done():
         try:
             await streams.attach_write(
                 job.client,
@@ -146,10 +151,8 @@ async def _write_stdin(job: JobContext, data: bytes) -> None:
                 data=data,
             )
             return
-        except NotFound:
-            raise
-        except (ApiUnreachable, StreamLost, ApiStatusError) as exc:
-            if isinstance(exc, ApiStatusError) and exc.code < 500 and exc.code != 429:
+        except KubeError as exc:
+            if not retrying.is_transient(exc):
                 raise
             log.info("writing to the stdin of %s failed (%s); trying again", job.state.pod, exc)
             delay = backoff.failed(loop.time())

@@ -12,7 +12,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from kuberunner.executor import podhealth
+from kuberunner.executor import podhealth, retrying
 from kuberunner.executor.attach import AttachStrategy
 from kuberunner.executor.backoff import Backoff
 from kuberunner.executor.file_transport import TransportError
@@ -155,9 +155,25 @@ async def _create_pod(job: JobContext, request: JobRequest) -> None:
         job_name=request.job.name,
         paths=settings.paths,
         active_deadline_seconds=int(request.timeout + settings.after_script_timeout + 60),
+        memory_limit=settings.memory_limit,
     )
-    pod = await job.client.create_pod(settings.namespace, build_pod(design))
-    await job.client.create_secret(settings.namespace, build_secret(pod=pod, files=stage_files(job, request)))
+    client, namespace, budget = job.client, settings.namespace, settings.api_budget
+    pod_body = build_pod(design)
+    pod = await retrying.create_once(
+        client,
+        create=lambda: client.create_pod(namespace, pod_body),
+        read=lambda: client.get_pod(namespace, design.name),
+        budget=budget,
+        what=f"creating pod {design.name}",
+    )
+    secret_body = build_secret(pod=pod, files=stage_files(job, request))
+    await retrying.create_once(
+        client,
+        create=lambda: client.create_secret(namespace, secret_body),
+        read=lambda: client.get_secret(namespace, secret_body["metadata"]["name"]),
+        budget=budget,
+        what=f"creating the scripts secret of {design.name}",
+    )
 
 
 def stage_files(job: JobContext, request: JobRequest) -> dict[str, bytes]:
@@ -192,16 +208,28 @@ async def _wait_for_running(job: JobContext, request: JobRequest, *, deadline: f
 
     async def watch() -> str | None:
         nonlocal last_message
-        async for event_type, pod in job.client.watch_pod(job.state.namespace, job.state.pod):
-            state = podhealth.assess(event_type, pod)
-            if isinstance(state, podhealth.Ready):
-                return None
-            if isinstance(state, podhealth.Broken):
-                return state.reason
-            if state.message != last_message:
-                last_message = state.message
-                job.trace.runner_line(f"Waiting for pod {name} to be running, status is {state.message}")
-        return f"the watch of pod {name} ended before it ran"
+        backoff = Backoff(budget=job.settings.api_budget)
+        while True:
+            try:
+                async for event_type, pod in job.client.watch_pod(job.state.namespace, job.state.pod):
+                    backoff.healthy()
+                    state = podhealth.assess(event_type, pod)
+                    if isinstance(state, podhealth.Ready):
+                        return None
+                    if isinstance(state, podhealth.Broken):
+                        return state.reason
+                    if state.message != last_message:
+                        last_message = state.message
+                        job.trace.runner_line(
+                            f"Waiting for pod {name} to be running, status is {state.message}"
+                        )
+            except KubeError as exc:
+                if not retrying.is_transient(exc):
+                    raise
+                delay = backoff.failed(loop.time())
+                if delay is None:
+                    return f"the Kubernetes API stayed unreachable: {exc}"
+                await asyncio.sleep(delay)
 
     watcher = asyncio.ensure_future(watch())
     try:
@@ -229,8 +257,14 @@ async def _watch_health(job: JobContext) -> None:
 
 
 async def _delete_pod(job: JobContext) -> None:
-    with contextlib.suppress(NotFound):
-        try:
-            await job.client.delete_pod(job.state.namespace, job.state.pod, grace_seconds=0)
-        except KubeError as exc:
-            job.trace.runner_line(f"WARNING: could not delete pod {job.state.pod}: {exc}", level="warning")
+    namespace, name = job.state.namespace, job.state.pod
+    try:
+        await retrying.retry(
+            lambda: job.client.delete_pod(namespace, name, grace_seconds=0),
+            budget=job.settings.api_budget,
+            what=f"deleting pod {name}",
+        )
+    except NotFound:
+        pass
+    except KubeError as exc:
+        job.trace.runner_line(f"WARNING: could not delete pod {name}: {exc}", level="warning")

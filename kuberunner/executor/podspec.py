@@ -29,6 +29,8 @@ class PodDesign:
     job_name: str
     paths: PodPaths
     active_deadline_seconds: int | None = None
+    memory_limit: str | None = None
+    """`resources.limits.memory` of the build container, as config.toml's `memory_limit`."""
 
 
 def secret_name(pod_name: str) -> str:
@@ -61,6 +63,8 @@ def build_pod(design: PodDesign) -> dict[str, Any]:
             {"name": "builds", "emptyDir": {}},
         ],
     }
+    if design.memory_limit is not None:
+        spec["containers"][0]["resources"] = {"limits": {"memory": design.memory_limit}}
     if design.active_deadline_seconds is not None:
         spec["activeDeadlineSeconds"] = design.active_deadline_seconds
     return {

@@ -29,4 +29,6 @@ class ExecutorSettings:
     log_transport: Literal["file", "kubelet"] = "file"
     """`file` reads the log file through pods/exec: exact and live. `kubelet` reads pods/log, for
     clusters that forbid exec; partial lines then show when their newline arrives."""
+    memory_limit: str | None = None
+    """The build container's memory limit (a Kubernetes quantity), GitLab's `memory_limit`."""
     paths: PodPaths = field(default_factory=PodPaths)

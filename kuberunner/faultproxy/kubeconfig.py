@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from kuberunner.errors import BadInput, FileError
+from kuberunner.errors import FileError
 from kuberunner.faultproxy.address import format_address, parse_address
 
 _PATH_KEYS = {
@@ -66,7 +66,9 @@ def _named(doc: Any, section: str, name: str, src: Path) -> Any:
     raise FileError(src, _line(entries), f"no {body_key} named {name!r} in '{section}'")
 
 
-def _new_server(old: str, server: str, src: Path, line: int) -> tuple[str, str | None]:
+def _new_server(
+    old: str, server: str, new_host: str, new_port: int, src: Path, line: int
+) -> tuple[str, str | None]:
     """The new `server` URL, and the host TLS must still verify against if the host changes."""
     try:
         old_url = urlsplit(old)
@@ -76,10 +78,8 @@ def _new_server(old: str, server: str, src: Path, line: int) -> tuple[str, str |
     if not old_url.scheme or not old_host:
         raise FileError(src, line, f"cluster server {old!r} is not a URL")
     if "://" in server:
-        new_host, _ = parse_address(server)
         new = server
     else:
-        new_host, new_port = parse_address(server)
         new = urlunsplit(old_url._replace(netloc=format_address(new_host, new_port)))
     return new, (old_host if new_host != old_host else None)
 
@@ -104,6 +104,7 @@ def rewrite_kubeconfig(src: Path, dst: Path, *, server: str) -> None:
     which keeps the old scheme and path. `dst` is written atomically with mode 0600 (it may hold
     credentials). A bad `src` raises `FileError`, a bad `server` `BadInput`.
     """
+    new_host, new_port = parse_address(server)
     doc = _load(src)
     if not isinstance(doc, dict):
         raise FileError(src, 0, "a kubeconfig must be a mapping")
@@ -118,12 +119,7 @@ def rewrite_kubeconfig(src: Path, dst: Path, *, server: str) -> None:
     old = cluster.get("server")
     if not isinstance(old, str) or not old:
         raise FileError(src, _line(cluster), f"cluster {cluster_name!r} has no server")
-    try:
-        new, verify_as = _new_server(old, server, src, _line(cluster))
-    except FileError:
-        raise
-    except BadInput as exc:
-        raise BadInput(f"server for the proxied kubeconfig: {exc}") from exc
+    new, verify_as = _new_server(old, server, new_host, new_port, src, _line(cluster))
     cluster["server"] = new
     if verify_as is not None and "tls-server-name" not in cluster:
         cluster["tls-server-name"] = verify_as

@@ -271,6 +271,9 @@ class KubeClient:
     async def create_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return _as_dict(await self._call("POST", self._path(namespace, "secrets"), body=body))
 
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any]:
+        return _as_dict(await self._call("GET", self._path(namespace, "secrets", name)))
+
     async def patch_secret(self, namespace: str, name: str, merge_patch: dict[str, Any]) -> dict[str, Any]:
         return _as_dict(
             await self._call(

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from .execution import BIN, Cluster
+from .faults import ProxyThread
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +33,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     log.close()
 
 
+
+
+@pytest.fixture
+def proxied(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, ProxyThread]]:
+    """The cluster as seen through a fault proxy: the Cluster's kubeconfig points at the proxy."""
+    out = tmp_path_factory.mktemp("proxy") / "kubeconfig"
+    thread = ProxyThread(cluster.kubeconfig, out)
+    yield Cluster(out, cluster.state_dir, cluster.process), thread
+    thread.close()

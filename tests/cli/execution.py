@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,19 +34,54 @@ def run_exec(
     pipeline: str,
     *args: str,
     timeout: float = 120,
+    env: dict[str, str] | None = None,
 ) -> Done:
     """Write the pipeline into workdir and run `kuberunner exec` on it."""
-    (workdir / ".gitlab-ci.yml").write_text(pipeline)
-    trace = workdir.parent / f"{workdir.name}.trace"
-    done = subprocess.run(
-        [str(BIN), "exec", "--kubeconfig", str(cluster.kubeconfig), "-f", str(workdir / ".gitlab-ci.yml"),
-         "--trace-file", str(trace), "--no-color", *args],
-        capture_output=True,
-        timeout=timeout,
-        env={k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
-    )
-    return Done(done.returncode, done.stdout, done.stderr.decode(errors="replace"),
-                trace.read_bytes() if trace.exists() else b"")
+    return Running(cluster, workdir, pipeline, *args, env=env).finish(timeout=timeout)
+
+
+class Running:
+    """`kuberunner exec` started in the background, for tests that act while the job runs."""
+
+    def __init__(
+        self, cluster: Cluster, workdir: Path, pipeline: str, *args: str, env: dict[str, str] | None = None
+    ) -> None:
+        (workdir / ".gitlab-ci.yml").write_text(pipeline)
+        self.trace_path = workdir.parent / f"{workdir.name}.trace"
+        # Files, not pipes: nobody reads a pipe while the test waits, and a full pipe stalls the runner.
+        self._stdout = (workdir.parent / f"{workdir.name}.stdout").open("w+b")
+        self._stderr = (workdir.parent / f"{workdir.name}.stderr").open("w+b")
+        self.process = subprocess.Popen(
+            [str(BIN), "exec", "--kubeconfig", str(cluster.kubeconfig), "-f", str(workdir / ".gitlab-ci.yml"),
+             "--trace-file", str(self.trace_path), "--no-color", *args],
+            stdout=self._stdout,
+            stderr=self._stderr,
+            env={**{k: v for k, v in os.environ.items() if k != "KUBECONFIG"}, **(env or {})},
+        )
+
+    def trace(self) -> bytes:
+        return self.trace_path.read_bytes() if self.trace_path.exists() else b""
+
+    def wait_for(self, needle: bytes, *, within: float = 60) -> None:
+        """Until the trace holds `needle` (polling the file the runner writes)."""
+        deadline = time.monotonic() + within
+        while needle not in self.trace():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"{needle!r} not in the trace: {self.trace()[-3000:]!r}")
+            time.sleep(0.02)
+
+    def finish(self, *, timeout: float = 120) -> Done:
+        try:
+            self.process.wait(timeout=timeout)
+        finally:
+            self.process.kill()
+            self.process.wait()
+        outputs = []
+        for file in (self._stdout, self._stderr):
+            file.seek(0)
+            outputs.append(file.read())
+            file.close()
+        return Done(self.process.returncode, outputs[0], outputs[1].decode(errors="replace"), self.trace())
 
 
 def job_bytes(trace: bytes) -> bytes:
