@@ -177,3 +177,30 @@ def prepare_update(
                 causes.append(validation.forbidden(field, "field is immutable when `immutable` is set"))
     _raise_invalid(new, causes)
     return new
+
+
+def check_preconditions(resource: str, current: RawObject, preconditions: dict[str, Any]) -> None:
+    """DeleteOptions.preconditions: uid and resourceVersion must match the stored object."""
+    meta = current["metadata"]
+    for field, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+        want = preconditions.get(field)
+        if want and want != meta.get(field):
+            raise StatusError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {resource} "{meta["name"]}": Precondition failed: '
+                f"{label} in precondition: {want}, {label} in object meta: {meta.get(field)}",
+                {"name": meta["name"], "kind": resource},
+            )
+
+
+def success_status(resource: str, obj: RawObject) -> RawObject:
+    """The body of a successful DELETE of anything but a pod."""
+    meta = obj["metadata"]
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {"name": meta["name"], "kind": resource, "uid": meta.get("uid", "")},
+    }

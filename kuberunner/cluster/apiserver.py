@@ -53,8 +53,13 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     state = request.app[STATE]
-    log.debug("request %s %s accept=%s content-type=%s", request.method, request.path_qs,
-              request.headers.get("Accept", ""), request.headers.get("Content-Type", ""))
+    log.debug(
+        "request %s %s accept=%s content-type=%s",
+        request.method,
+        request.path_qs,
+        request.headers.get("Accept", ""),
+        request.headers.get("Content-Type", ""),
+    )
     if request.path in state.open_paths:
         return await handler(request)
     header = request.headers.get("Authorization", "")

@@ -14,7 +14,7 @@ from aiohttp import web
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from kuberunner.cluster import kinds
+from kuberunner.cluster import kinds, protobuf
 from kuberunner.cluster.selectors import (
     FieldSelector,
     LabelSelector,
@@ -25,6 +25,7 @@ from kuberunner.cluster.selectors import (
 from kuberunner.cluster.status import StatusError, bad_request
 
 BODY_TYPES = ("application/json", "application/yaml")
+PROTOBUF = "application/vnd.kubernetes.protobuf"
 PATCH_TYPES = (
     "application/json-patch+json",
     "application/merge-patch+json",
@@ -57,18 +58,23 @@ def parse_document(raw: bytes, content_type: str) -> Any:
         raise bad_request(f"couldn't get version/kind; json parse error: {detail}") from exc
 
 
-async def read_object(request: web.Request) -> dict[str, Any]:
-    """The body of a create or update: a JSON (or YAML) object."""
+async def read_object(request: web.Request, resource: str) -> dict[str, Any]:
+    """The body of a create or update: JSON (also without a Content-Type), YAML, or for the kinds
+    kubectl's typed commands send that way, protobuf."""
     content_type = request.content_type if request.headers.get("Content-Type") else "application/json"
+    if content_type == PROTOBUF and resource in protobuf.KINDS:
+        try:
+            return protobuf.decode(resource, await request.read())
+        except protobuf.ProtobufError as exc:
+            raise bad_request(str(exc)) from exc
     if content_type not in BODY_TYPES:
-        raise unsupported_media((*BODY_TYPES, "application/vnd.kubernetes.protobuf"))
+        raise unsupported_media((*BODY_TYPES, PROTOBUF))
     body = parse_document(await request.read(), content_type)
     if not isinstance(body, dict):
         kind = "array" if isinstance(body, list) else type(body).__name__
         raise bad_request(
             f"couldn't get version/kind; json parse error: json: cannot unmarshal {kind} "
-            'into Go value of type struct { APIVersion string "json:\\"apiVersion,omitempty\\""; '
-            'Kind string "json:\\"kind,omitempty\\"" }'
+            "into Go value of type struct { APIVersion string; Kind string }"
         )
     return body
 

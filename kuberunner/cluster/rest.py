@@ -71,7 +71,7 @@ async def collection(request: web.Request) -> web.StreamResponse:
     if request.method == "POST":
         if namespace is None and RESOURCES[resource].namespaced:
             raise method_not_allowed()
-        body = await requests.read_object(request)
+        body = await requests.read_object(request, resource)
         created = await state.store.create(resource, namespace, body, dry_run=requests.dry_run(request))
         return json_response(created, 201)
     raise method_not_allowed()
@@ -95,7 +95,7 @@ async def _object(request: web.Request, resource: str, namespace: str, name: str
     if request.method == "GET":
         return _one(request, resource, store.require(resource, namespace, name))
     if request.method == "PUT":
-        body = await requests.read_object(request)
+        body = await requests.read_object(request, resource)
         return json_response(await store.replace(resource, namespace, name, body))
     if request.method == "PATCH":
         patch_type, patch = await requests.read_patch(request)
@@ -120,7 +120,7 @@ async def pod_status(request: web.Request) -> web.StreamResponse:
     if request.method == "GET":
         return json_response(store.require("pods", namespace, name))
     if request.method == "PUT":
-        body = await requests.read_object(request)
+        body = await requests.read_object(request, "pods")
         return json_response(await store.replace("pods", namespace, name, body, subresource="status"))
     if request.method == "PATCH":
         patch_type, patch = await requests.read_patch(request)

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from kuberunner.cluster import admission, kinds, patching, pods
+from kuberunner.cluster import admission, events, kinds, patching, pods
 from kuberunner.cluster.contracts import Kubelet, RawObject
 from kuberunner.cluster.selectors import FieldSelector, LabelSelector
 from kuberunner.cluster.status import StatusError, already_exists, bad_request, not_found
@@ -31,12 +31,6 @@ from kuberunner.cluster.watch import EventType, Subscription, WatchEvent, WatchH
 log = logging.getLogger(__name__)
 
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-PATCH_TYPES = (
-    "application/merge-patch+json",
-    "application/strategic-merge-patch+json",
-    "application/json-patch+json",
-    "application/apply-patch+yaml",
-)
 Key = tuple[str, str]
 
 
@@ -45,7 +39,7 @@ class Store:
         self,
         *,
         node_name: str = "kuberunner-node",
-        history_size: int = 4096,
+        history_size: int = 1024,
         max_queued_events: int = 2048,
         max_events: int = 2000,
     ) -> None:
@@ -144,45 +138,13 @@ class Store:
         namespace = meta.get("namespace") or "default"
         if self._objects["namespaces"].get(("", namespace)) is None:
             return
-        stamp = kinds.rfc3339(kinds.now())
         for event in self._objects["events"].values():
-            same = (
-                event["involvedObject"].get("uid") == meta.get("uid")
-                and event.get("reason") == reason
-                and event.get("message") == message
-            )
-            if same:
-                updated = copy.deepcopy(event)
-                updated["count"] = int(event.get("count") or 1) + 1
-                updated["lastTimestamp"] = stamp
-                self._replace("events", event, updated)
+            if events.is_repeat(event, meta.get("uid"), reason, message):
+                self._replace("events", event, events.repeated(event))
                 return
-        event_name = f"{meta.get('name', 'unknown')}.{random_source.token_hex(8)}"
         self._insert(
             "events",
-            {
-                "kind": "Event",
-                "apiVersion": "v1",
-                "metadata": {"name": event_name, "namespace": namespace},
-                "involvedObject": {
-                    "kind": involved.get("kind", "Pod"),
-                    "namespace": namespace,
-                    "name": meta.get("name", ""),
-                    "uid": meta.get("uid", ""),
-                    "apiVersion": "v1",
-                    "resourceVersion": meta.get("resourceVersion", ""),
-                },
-                "reason": reason,
-                "message": message,
-                "source": {"component": "kubelet", "host": self.node_name},
-                "firstTimestamp": stamp,
-                "lastTimestamp": stamp,
-                "count": 1,
-                "type": type_,
-                "eventTime": None,
-                "reportingComponent": "kubelet",
-                "reportingInstance": self.node_name,
-            },
+            events.new_event(involved, reason=reason, message=message, type_=type_, node_name=self.node_name),
         )
 
     # -- the API verbs ------------------------------------------------------------------------
@@ -264,12 +226,12 @@ class Store:
     ) -> RawObject:
         """Returns the Pod for pods, a Success Status for everything else."""
         current = self._stored(resource, namespace, name)
-        self._check_preconditions(resource, current, preconditions or {})
+        admission.check_preconditions(resource, current, preconditions or {})
         if resource == "namespaces":
             return await self._delete_namespace(current)
         if resource != "pods":
             self._remove(resource, current)
-            return _success(resource, current)
+            return admission.success_status(resource, current)
         period = pods.grace_period(current, grace)
         if period == 0:
             last = self._remove("pods", current)
@@ -403,19 +365,6 @@ class Store:
         elif grace > 0:
             self.remove_pod(pod["metadata"]["namespace"], pod["metadata"]["name"], pod["metadata"]["uid"])
 
-    def _check_preconditions(self, resource: str, current: RawObject, pre: dict[str, Any]) -> None:
-        meta = current["metadata"]
-        for field, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
-            want = pre.get(field)
-            if want and want != meta.get(field):
-                raise StatusError(
-                    409,
-                    "Conflict",
-                    f'Operation cannot be fulfilled on {resource} "{meta["name"]}": Precondition failed: '
-                    f"{label} in precondition: {want}, {label} in object meta: {meta.get(field)}",
-                    {"name": meta["name"], "kind": resource},
-                )
-
     async def _delete_namespace(self, current: RawObject) -> RawObject:
         name = current["metadata"]["name"]
         if name in kinds.INITIAL_NAMESPACES:
@@ -433,15 +382,4 @@ class Store:
                     else:
                         self._remove(resource, obj)
         self._remove("namespaces", current)
-        return _success("namespaces", current)
-
-
-def _success(resource: str, obj: RawObject) -> RawObject:
-    meta = obj["metadata"]
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Success",
-        "details": {"name": meta["name"], "kind": resource, "uid": meta.get("uid", "")},
-    }
+        return admission.success_status("namespaces", current)

@@ -112,7 +112,7 @@ class Subscription:
 
 
 class WatchHub:
-    def __init__(self, *, history_size: int = 4096, max_queued: int = 2048) -> None:
+    def __init__(self, *, history_size: int = 1024, max_queued: int = 2048) -> None:
         self._history: collections.deque[WatchEvent] = collections.deque(maxlen=history_size)
         self._compacted_rv = 0
         """The newest resourceVersion that fell out of the ring; a watch from below it is expired."""

@@ -5,20 +5,19 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from .execution import BIN, Cluster
+from .execution import BIN, Cluster, Target
 from .faults import ProxyThread
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    root = tmp_path_factory.mktemp("cluster")
+def _start_cluster(root: Path, *extra: str) -> Iterator[Cluster]:
     kubeconfig = root / "kubeconfig"
     log = (root / "cluster.log").open("wb")
     process = subprocess.Popen(
-        [str(BIN), "cluster", "--kubeconfig-out", str(kubeconfig), "--state-dir", str(root / "state")],
+        [str(BIN), "cluster", "--kubeconfig-out", str(kubeconfig), "--state-dir", str(root / "state"), *extra],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -33,6 +32,23 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     log.close()
 
 
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    yield from _start_cluster(tmp_path_factory.mktemp("cluster"))
+
+
+@pytest.fixture(scope="session")
+def cluster_without_exec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A cluster whose RBAC, as many CI clusters', forbids pods/exec."""
+    yield from _start_cluster(tmp_path_factory.mktemp("cluster-no-exec"), "--forbid", "pods/exec")
+
+
+@pytest.fixture(params=["file", "kubelet"])
+def target(request: pytest.FixtureRequest) -> Target:
+    """Each log transport on the cluster it is meant for: `kubelet` where pods/exec is forbidden."""
+    if request.param == "file":
+        return Target(request.getfixturevalue("cluster"), ())
+    return Target(request.getfixturevalue("cluster_without_exec"), ("--log-transport", "kubelet"))
 
 
 @pytest.fixture

@@ -21,6 +21,18 @@ class Cluster:
 
 
 @dataclass(frozen=True)
+class Target:
+    """A cluster and the `kuberunner exec` arguments that go with it (e.g. a log transport)."""
+
+    cluster: Cluster
+    args: tuple[str, ...]
+
+    @property
+    def transport(self) -> str:
+        return "kubelet" if "kubelet" in self.args else "file"
+
+
+@dataclass(frozen=True)
 class Done:
     status: int
     stdout: bytes

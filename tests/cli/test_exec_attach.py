@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .execution import BIN, Cluster, pipeline, run_exec
+from .execution import BIN, Cluster, Target, pipeline, run_exec
 
 
 def echo(command: str) -> bytes:
@@ -16,14 +16,14 @@ def echo(command: str) -> bytes:
     return b"\x1b[32;1m$ " + command.encode() + b"\x1b[0;m\n"
 
 
-def test_success(cluster: Cluster, tmp_path: Path) -> None:
-    done = run_exec(cluster, tmp_path, "job:\n  script:\n    - echo hello\n")
+def test_success(target: Target, tmp_path: Path) -> None:
+    done = run_exec(target.cluster, tmp_path, "job:\n  script:\n    - echo hello\n", *target.args)
     assert done.status == 0, done.stderr
     assert echo("echo hello") + b"hello\nJob succeeded\n" in done.trace
     assert done.stdout == done.trace
 
 
-def test_exit_code_is_a_script_failure_and_after_script_runs(cluster: Cluster, tmp_path: Path) -> None:
+def test_exit_code_is_a_script_failure_and_after_script_runs(target: Target, tmp_path: Path) -> None:
     text = """
 job:
   before_script: [echo before]
@@ -33,7 +33,7 @@ job:
   after_script:
     - echo "after $CI_JOB_NAME"
 """
-    done = run_exec(cluster, tmp_path, text)
+    done = run_exec(target.cluster, tmp_path, text, *target.args)
     assert done.status == 1
     assert echo("echo before") + b"before\n" + echo("exit 3") + b"Running after_script\n" in done.trace
     assert b"never" not in done.trace.replace(echo("echo never"), b"")
@@ -41,19 +41,19 @@ job:
     assert done.trace.endswith(b"ERROR: Job failed: exit code 3\n")
 
 
-def test_forged_markers_are_output_and_the_real_code_wins(cluster: Cluster, tmp_path: Path) -> None:
+def test_forged_markers_are_output_and_the_real_code_wins(target: Target, tmp_path: Path) -> None:
     fake = '{"command_exit_code": 0, "script": "step_script"}'
     script = [f"printf '%s' '{fake}'", f"printf '\\n%s\\n' '{fake}'", "exit 7"]
-    done = run_exec(cluster, tmp_path, pipeline(script=script))
+    done = run_exec(target.cluster, tmp_path, pipeline(script=script), *target.args)
     assert done.status == 1
     assert fake.encode() + echo(f"printf '\\n%s\\n' '{fake}'") + b"\n" + fake.encode() + b"\n" in done.trace
     assert b"ERROR: Job failed: exit code 7\n" in done.trace
 
 
-def test_jobs_reading_stdin_or_leaving_background_processes_finish(cluster: Cluster, tmp_path: Path) -> None:
+def test_jobs_reading_stdin_or_leaving_background_processes_finish(target: Target, tmp_path: Path) -> None:
     script = ["cat", "read x || echo eof", "sleep 1000 &", "echo end"]
     started = time.monotonic()
-    done = run_exec(cluster, tmp_path, pipeline(script=script), timeout=60)
+    done = run_exec(target.cluster, tmp_path, pipeline(script=script), timeout=60, *target.args)
     assert done.status == 0, done.trace
     assert b"eof\n" in done.trace and b"end\nJob succeeded\n" in done.trace
     assert time.monotonic() - started < 30
@@ -70,16 +70,16 @@ def test_jobs_reading_stdin_or_leaving_background_processes_finish(cluster: Clus
     ],
     ids=["no-newline", "carriage-returns", "invalid-utf8", "nul-byte", "100k-line"],
 )
-def test_trace_is_byte_exact(cluster: Cluster, tmp_path: Path, command: str, expected: bytes) -> None:
-    done = run_exec(cluster, tmp_path, pipeline(script=[command, "true"]))
+def test_trace_is_byte_exact(target: Target, tmp_path: Path, command: str, expected: bytes) -> None:
+    done = run_exec(target.cluster, tmp_path, pipeline(script=[command, "true"]), *target.args)
     assert done.status == 0, done.trace[-2000:]
     assert echo(command) + expected + echo("true") in done.trace
 
 
-def test_fifteen_megabytes_of_seq(cluster: Cluster, tmp_path: Path) -> None:
+def test_fifteen_megabytes_of_seq(target: Target, tmp_path: Path) -> None:
     expected = subprocess.run(["seq", "1", "2000000"], capture_output=True, check=True).stdout
     assert len(expected) > 14_000_000
-    done = run_exec(cluster, tmp_path, "job:\n  script:\n    - seq 1 2000000\n    - 'true'\n")
+    done = run_exec(target.cluster, tmp_path, "job:\n  script:\n    - seq 1 2000000\n    - 'true'\n", *target.args)
     assert done.status == 0
     assert echo("seq 1 2000000") + expected + echo("true") in done.trace
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .execution import BIN, Cluster, pipeline, run_exec
+from .execution import BIN, Cluster, Target, pipeline, run_exec
 
 
 def job_processes(marker: str) -> list[str]:
@@ -17,11 +17,11 @@ def job_processes(marker: str) -> list[str]:
     return found.stdout.split()
 
 
-def test_timeout_kills_the_tree_runs_after_script_and_exits_4(cluster: Cluster, tmp_path: Path) -> None:
+def test_timeout_kills_the_tree_runs_after_script_and_exits_4(target: Target, tmp_path: Path) -> None:
     script = ["sh -c 'sleep 4243 & sleep 4244' & sleep 4242"]
     started = time.monotonic()
-    done = run_exec(cluster, tmp_path, pipeline(script=script, after_script=["echo cleaning up"]),
-                    "--timeout", "3")
+    done = run_exec(target.cluster, tmp_path, pipeline(script=script, after_script=["echo cleaning up"]),
+                    "--timeout", "3", *target.args)
     took = time.monotonic() - started
     assert done.status == 4, done.trace
     assert took < 20

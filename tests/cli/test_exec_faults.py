@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
 import time
 from pathlib import Path
 
-from .execution import Cluster, Running, pipeline
+from .execution import BIN, Cluster, Running, pipeline
 from .faults import ProxyThread
 
 SEED_JOB = ['for i in $(seq 1 30); do echo "line $i"; sleep 0.1; done', 'echo "done"']
@@ -88,3 +89,42 @@ def test_heavy_output_through_twenty_resets_is_byte_exact(
     assert hashlib.sha256(body).hexdigest().encode() == reported.group(1)
     assert len(body) > 8_000_000
     assert proxy.proxy.stats.reset_rounds >= 20
+
+
+def test_a_marker_written_during_a_black_hole_is_not_lost(
+    proxied: tuple[Cluster, ProxyThread], tmp_path: Path
+) -> None:
+    cluster, proxy = proxied
+    job = Running(cluster, tmp_path, pipeline(script=["echo started", "sleep 1", "echo end"]))
+    job.wait_for(b"started\n")
+    proxy.call(lambda: proxy.proxy.black_hole(4.0, then="reset"))
+    done = job.finish()
+    assert done.status == 0, done.trace[-2000:]
+    assert done.trace.count(b"\nend\n") == 1
+    assert done.trace.endswith(b"end\nJob succeeded\n")
+
+
+def test_api_unreachable_past_the_budget_is_a_system_failure(
+    proxied: tuple[Cluster, ProxyThread], tmp_path: Path
+) -> None:
+    cluster, proxy = proxied
+    config = tmp_path.parent / f"{tmp_path.name}.toml"
+    config.write_text('[[runners]]\nname = "budget"\n[runners.kubernetes]\napi_unreachable_timeout = 2\n')
+    job = Running(cluster, tmp_path, pipeline(script=["echo started", "sleep 30"]), "-c", str(config))
+    job.wait_for(b"started\n")
+    proxy.call(lambda: proxy.proxy.refuse(10))
+    proxy.call(proxy.proxy.reset_all)
+    started = time.monotonic()
+    done = job.finish(timeout=60)
+    assert time.monotonic() - started < 9.5
+    assert done.status == 3, done.trace[-2000:]
+    assert b"stayed unreachable" in done.trace
+    # The runner could not delete its pod while the API was away; tidy up for the tests after this one.
+    while proxy.call(lambda: proxy.proxy.refusing):
+        time.sleep(0.1)
+    deleted = subprocess.run(
+        [str(BIN.parent / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), "delete", "pods",
+         "-l", "kuberunner.io/runner=budget", "--request-timeout=30s"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert deleted.returncode == 0, deleted.stderr

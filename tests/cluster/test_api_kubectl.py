@@ -103,9 +103,25 @@ async def test_requests_kubectl_sends(
     assert (await kubectl("delete", "pod", "web")).rc == 0
     seen = [r.getMessage() for r in caplog.records if r.getMessage().startswith("request ")]
     paths = [m.split()[2] for m in seen]
-    assert {"/api?timeout=32s", "/apis?timeout=32s", "/api/v1?timeout=32s", "/openapi/v3?timeout=32s"} <= set(paths)
+    assert {"/api?timeout=32s", "/apis?timeout=32s", "/api/v1?timeout=32s", "/openapi/v3?timeout=32s"} <= set(
+        paths
+    )
     assert any(p.startswith("/openapi/v3/api/v1?hash=") for p in paths)
     assert any("fieldManager=kubectl-client-side-apply&fieldValidation=Strict" in p for p in paths)
     watch = [p for p in paths if "watch=true" in p]
     assert watch and "sendInitialEvents=true" in watch[0] and "fieldSelector=metadata.name%3Dweb" in watch[0]
     assert any("g=apidiscovery.k8s.io" in m for m in seen if "/api?" in m)
+
+
+async def test_typed_create_commands_send_protobuf(kubectl: Kubectl, cluster: EmbeddedCluster) -> None:
+    ran = await kubectl("create", "secret", "generic", "s1", "--from-literal=a=b", "--from-literal=c=dd")
+    assert (ran.rc, ran.out) == (0, "secret/s1 created\n")
+    ran = await kubectl("create", "configmap", "c1", "--from-literal=x=y")
+    assert (ran.rc, ran.out) == (0, "configmap/c1 created\n")
+    ran = await kubectl("create", "namespace", "team")
+    assert (ran.rc, ran.out) == (0, "namespace/team created\n")
+    secret = cluster.store.get("secrets", "default", "s1")
+    assert secret is not None and secret["data"] == {"a": "Yg==", "c": "ZGQ="}
+    configmap = cluster.store.get("configmaps", "default", "c1")
+    assert configmap is not None and configmap["data"] == {"x": "y"}
+    assert cluster.store.get("namespaces", "", "team") is not None

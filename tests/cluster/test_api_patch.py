@@ -21,8 +21,9 @@ POD: dict[str, Any] = {
 
 
 def test_merge_patch_merges_maps_deletes_nulls_and_replaces_lists() -> None:
-    out = merge_patch(POD, {"metadata": {"labels": {"a": None, "c": "3"}},
-                            "spec": {"containers": [{"name": "only"}]}})
+    out = merge_patch(
+        POD, {"metadata": {"labels": {"a": None, "c": "3"}}, "spec": {"containers": [{"name": "only"}]}}
+    )
     assert out["metadata"]["labels"] == {"b": "2", "c": "3"}
     assert out["spec"]["containers"] == [{"name": "only"}]
     assert POD["metadata"]["labels"] == {"a": "1", "b": "2"}  # input untouched
@@ -31,8 +32,11 @@ def test_merge_patch_merges_maps_deletes_nulls_and_replaces_lists() -> None:
 def test_strategic_merge_merges_containers_by_name() -> None:
     out = strategic_merge_patch(POD, {"spec": {"containers": [{"name": "build", "image": "alpine:2"}]}})
     assert [c["name"] for c in out["spec"]["containers"]] == ["build", "helper"]
-    assert out["spec"]["containers"][0] == {"name": "build", "image": "alpine:2",
-                                            "env": [{"name": "A", "value": "1"}]}
+    assert out["spec"]["containers"][0] == {
+        "name": "build",
+        "image": "alpine:2",
+        "env": [{"name": "A", "value": "1"}],
+    }
 
 
 def test_strategic_merge_as_kubectl_apply_sends_it() -> None:
@@ -40,8 +44,13 @@ def test_strategic_merge_as_kubectl_apply_sends_it() -> None:
         "metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
         "spec": {
             "$setElementOrder/containers": [{"name": "build"}, {"name": "helper"}],
-            "containers": [{"name": "build", "env": [{"name": "B", "value": "2"}],
-                            "$setElementOrder/env": [{"name": "A"}, {"name": "B"}]}],
+            "containers": [
+                {
+                    "name": "build",
+                    "env": [{"name": "B", "value": "2"}],
+                    "$setElementOrder/env": [{"name": "A"}, {"name": "B"}],
+                }
+            ],
         },
     }
     out = strategic_merge_patch(POD, patch)
@@ -51,10 +60,13 @@ def test_strategic_merge_as_kubectl_apply_sends_it() -> None:
 
 
 def test_strategic_merge_directives() -> None:
-    out = strategic_merge_patch(POD, {
-        "spec": {"containers": [{"name": "helper", "$patch": "delete"}]},
-        "metadata": {"$deleteFromPrimitiveList/finalizers": ["x"], "finalizers": ["y"]},
-    })
+    out = strategic_merge_patch(
+        POD,
+        {
+            "spec": {"containers": [{"name": "helper", "$patch": "delete"}]},
+            "metadata": {"$deleteFromPrimitiveList/finalizers": ["x"], "finalizers": ["y"]},
+        },
+    )
     assert [c["name"] for c in out["spec"]["containers"]] == ["build"]
     assert out["metadata"]["finalizers"] == ["y"]
     replaced = strategic_merge_patch(POD, {"metadata": {"labels": {"$patch": "replace", "z": "9"}}})
@@ -67,18 +79,23 @@ def test_strategic_merge_requires_merge_key() -> None:
 
 
 def test_json_patch_operations() -> None:
-    out = json_patch(POD, [
-        {"op": "add", "path": "/metadata/labels/c", "value": "3"},
-        {"op": "replace", "path": "/spec/containers/0/image", "value": "alpine:3"},
-        {"op": "remove", "path": "/spec/containers/1"},
-        {"op": "test", "path": "/metadata/name", "value": "p"},
-        {"op": "copy", "from": "/metadata/labels/a", "path": "/metadata/labels/d"},
-        {"op": "move", "from": "/metadata/labels/b", "path": "/metadata/labels/e"},
-        {"op": "add", "path": "/metadata/finalizers/-", "value": "z"},
-        {"op": "add", "path": "/metadata/labels/a~1b", "value": "slash"},
-    ])
+    out = json_patch(
+        POD,
+        [
+            {"op": "add", "path": "/metadata/labels/c", "value": "3"},
+            {"op": "replace", "path": "/spec/containers/0/image", "value": "alpine:3"},
+            {"op": "remove", "path": "/spec/containers/1"},
+            {"op": "test", "path": "/metadata/name", "value": "p"},
+            {"op": "copy", "from": "/metadata/labels/a", "path": "/metadata/labels/d"},
+            {"op": "move", "from": "/metadata/labels/b", "path": "/metadata/labels/e"},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": "z"},
+            {"op": "add", "path": "/metadata/labels/a~1b", "value": "slash"},
+        ],
+    )
     assert out["metadata"]["labels"] == {"a": "1", "c": "3", "d": "1", "e": "2", "a/b": "slash"}
-    assert out["spec"]["containers"] == [{"name": "build", "image": "alpine:3", "env": [{"name": "A", "value": "1"}]}]
+    assert out["spec"]["containers"] == [
+        {"name": "build", "image": "alpine:3", "env": [{"name": "A", "value": "1"}]}
+    ]
     assert out["metadata"]["finalizers"] == ["x", "z"]
 
 

@@ -10,18 +10,21 @@ from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client, config, watch
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from kuberunner.cluster.server import EmbeddedCluster
 from tests.cluster.api_helpers import FakeKubelet
 
 T = TypeVar("T")
+# The generated client is partly untyped; the tests treat its objects as Any.
+load_kube_config: Any = config.load_kube_config
+Watch: Any = watch.Watch
 
 
 @pytest.fixture
-def core(cluster: EmbeddedCluster) -> Iterator[client.CoreV1Api]:
+def core(cluster: EmbeddedCluster) -> Iterator[Any]:
     configuration = client.Configuration()
-    config.load_kube_config(config_file=str(cluster.kubeconfig_path), client_configuration=configuration)
+    load_kube_config(config_file=str(cluster.kubeconfig_path), client_configuration=configuration)
     with client.ApiClient(configuration) as api_client:
         yield client.CoreV1Api(api_client)
 
@@ -33,11 +36,13 @@ async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def pod(name: str) -> client.V1Pod:
     return client.V1Pod(
         metadata=client.V1ObjectMeta(name=name, labels={"app": name}),
-        spec=client.V1PodSpec(containers=[client.V1Container(name="main", image="busybox", command=["sleep", "9"])]),
+        spec=client.V1PodSpec(
+            containers=[client.V1Container(name="main", image="busybox", command=["sleep", "9"])]
+        ),
     )
 
 
-async def test_pod_create_read_list_delete(core: client.CoreV1Api, fake_kubelet: FakeKubelet) -> None:
+async def test_pod_create_read_list_delete(core: Any, fake_kubelet: FakeKubelet) -> None:
     created = await call(core.create_namespaced_pod, "default", pod("web"))
     assert created.spec.node_name == "kuberunner-node"
     assert created.spec.restart_policy == "Always"
@@ -54,17 +59,17 @@ async def test_pod_create_read_list_delete(core: client.CoreV1Api, fake_kubelet:
     with pytest.raises(ApiException) as caught:
         await call(core.read_namespaced_pod, "web", "default")
     assert caught.value.status == 404
-    assert json.loads(caught.value.body)["message"] == 'pods "web" not found'
+    assert json.loads(str(caught.value.body))["message"] == 'pods "web" not found'
 
 
-async def test_secret_and_configmap(core: client.CoreV1Api) -> None:
+async def test_secret_and_configmap(core: Any) -> None:
     secret = client.V1Secret(metadata=client.V1ObjectMeta(name="s"), string_data={"token": "abc"})
     created = await call(core.create_namespaced_secret, "default", secret)
     assert created.data == {"token": base64.b64encode(b"abc").decode()}
     assert created.type == "Opaque"
     with pytest.raises(ApiException) as caught:
         await call(core.create_namespaced_secret, "default", secret)
-    assert (caught.value.status, json.loads(caught.value.body)["reason"]) == (409, "AlreadyExists")
+    assert (caught.value.status, json.loads(str(caught.value.body))["reason"]) == (409, "AlreadyExists")
     cm = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c"), data={"k": "v"})
     await call(core.create_namespaced_config_map, "default", cm)
     assert (await call(core.read_namespaced_config_map, "c", "default")).data == {"k": "v"}
@@ -77,29 +82,34 @@ async def test_secret_and_configmap(core: client.CoreV1Api) -> None:
     assert (await call(core.list_namespaced_secret, "default")).items == []
 
 
-async def test_watch_from_resource_version_with_timeout(core: client.CoreV1Api) -> None:
+async def test_watch_from_resource_version_with_timeout(core: Any) -> None:
     start = (await call(core.list_namespaced_config_map, "default")).metadata.resource_version
     for name in ("a", "b"):
-        await call(core.create_namespaced_config_map, "default",
-                   client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name)))
+        await call(
+            core.create_namespaced_config_map,
+            "default",
+            client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name)),
+        )
     await call(core.delete_namespaced_config_map, "a", "default")
 
     def collect() -> list[tuple[str, str]]:
-        stream = watch.Watch().stream(core.list_namespaced_config_map, "default", resource_version=start,
-                                      timeout_seconds=1)
+        stream = Watch().stream(
+            core.list_namespaced_config_map, "default", resource_version=start, timeout_seconds=1
+        )
         return [(e["type"], e["object"].metadata.name) for e in stream]
 
     assert await call(collect) == [("ADDED", "a"), ("ADDED", "b"), ("DELETED", "a")]
 
 
-async def test_watch_with_too_old_version_raises_410(core: client.CoreV1Api, cluster: EmbeddedCluster) -> None:
+async def test_watch_with_too_old_version_raises_410(core: Any, cluster: EmbeddedCluster) -> None:
     start = (await call(core.list_namespaced_config_map, "default")).metadata.resource_version
-    for i in range(4100):
+    for i in range(1100):
         await cluster.store.create("configmaps", "default", {"metadata": {"name": f"c{i}"}})
 
     def watch_old() -> None:
-        for _ in watch.Watch().stream(core.list_namespaced_config_map, "default", resource_version=start,
-                                      timeout_seconds=5):
+        for _ in Watch().stream(
+            core.list_namespaced_config_map, "default", resource_version=start, timeout_seconds=5
+        ):
             pass
 
     with pytest.raises(ApiException) as caught:
@@ -107,21 +117,20 @@ async def test_watch_with_too_old_version_raises_410(core: client.CoreV1Api, clu
     assert caught.value.status == 410
 
 
-async def test_validation_error_body(core: client.CoreV1Api) -> None:
+async def test_validation_error_body(core: Any) -> None:
     bad = pod("Bad_Name")
     with pytest.raises(ApiException) as caught:
         await call(core.create_namespaced_pod, "default", bad)
-    body = json.loads(caught.value.body)
+    body = json.loads(str(caught.value.body))
     assert (caught.value.status, body["reason"], body["details"]["kind"]) == (422, "Invalid", "Pod")
     assert body["details"]["causes"][0]["field"] == "metadata.name"
 
 
 async def test_requests_without_the_token_get_401(cluster: EmbeddedCluster) -> None:
     configuration = client.Configuration()
-    config.load_kube_config(config_file=str(cluster.kubeconfig_path), client_configuration=configuration)
+    load_kube_config(config_file=str(cluster.kubeconfig_path), client_configuration=configuration)
     configuration.api_key = {}
-    with client.ApiClient(configuration) as api_client:
-        with pytest.raises(ApiException) as caught:
-            await call(client.CoreV1Api(api_client).list_namespaced_pod, "default")
+    with client.ApiClient(configuration) as api_client, pytest.raises(ApiException) as caught:
+        await call(client.CoreV1Api(api_client).list_namespaced_pod, "default")
     assert caught.value.status == 401
-    assert json.loads(caught.value.body)["reason"] == "Unauthorized"
+    assert json.loads(str(caught.value.body))["reason"] == "Unauthorized"

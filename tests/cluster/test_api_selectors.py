@@ -53,9 +53,14 @@ def test_field_selector_name_and_namespace() -> None:
 
 
 def test_field_selector_events_involved_object() -> None:
-    event = obj(involvedObject={"kind": "Pod", "name": "web", "uid": "u-1"}, reason="Started",
-                source={"component": "kubelet"})
-    sel = parse_field_selector("involvedObject.name=web,involvedObject.kind=Pod,involvedObject.uid=u-1", "events")
+    event = obj(
+        involvedObject={"kind": "Pod", "name": "web", "uid": "u-1"},
+        reason="Started",
+        source={"component": "kubelet"},
+    )
+    sel = parse_field_selector(
+        "involvedObject.name=web,involvedObject.kind=Pod,involvedObject.uid=u-1", "events"
+    )
     assert sel.matches(event)
     assert parse_field_selector("source=kubelet,reason=Started", "events").matches(event)
     assert not parse_field_selector("involvedObject.uid=u-2", "events").matches(event)
@@ -69,8 +74,15 @@ def test_field_selector_pod_phase_and_escapes() -> None:
     assert parse_field_selector(r"metadata.name=a\,b\=c", "pods").matches(escaped)
 
 
-@pytest.mark.parametrize(("text", "resource"), [("spec.foo=x", "pods"), ("involvedObject.name=x", "pods"),
-                                               ("metadata.name", "pods"), ("type=Opaque", "configmaps")])
+@pytest.mark.parametrize(
+    ("text", "resource"),
+    [
+        ("spec.foo=x", "pods"),
+        ("involvedObject.name=x", "pods"),
+        ("metadata.name", "pods"),
+        ("type=Opaque", "configmaps"),
+    ],
+)
 def test_field_selector_rejects_unknown_fields(text: str, resource: str) -> None:
     with pytest.raises(SelectorError):
         parse_field_selector(text, resource)

@@ -45,7 +45,11 @@ async def test_create_pod_schedules_and_hands_it_to_the_kubelet(store: Store) ->
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", meta["creationTimestamp"])
     assert created["spec"]["nodeName"] == "node-1"
     assert (status["phase"], status["podIP"], status["hostIP"], status["qosClass"]) == (
-        "Pending", "127.0.0.1", "127.0.0.1", "BestEffort")
+        "Pending",
+        "127.0.0.1",
+        "127.0.0.1",
+        "BestEffort",
+    )
     assert status["conditions"][0]["type"] == "PodScheduled"
     assert kubelet(store).added == ["web"]
     stored = store.get("pods", "default", "web")
@@ -56,7 +60,9 @@ async def test_create_pod_schedules_and_hands_it_to_the_kubelet(store: Store) ->
 async def test_resource_versions_grow_across_resources_and_names_are_generated(store: Store) -> None:
     rvs = []
     for i in range(3):
-        cm = await store.create("configmaps", "default", {"metadata": {"generateName": "cm-"}, "data": {"i": str(i)}})
+        cm = await store.create(
+            "configmaps", "default", {"metadata": {"generateName": "cm-"}, "data": {"i": str(i)}}
+        )
         assert re.fullmatch(r"cm-[bcdfghjklmnpqrstvwxz2456789]{5}", cm["metadata"]["name"])
         rvs.append(int(cm["metadata"]["resourceVersion"]))
         secret = await store.create("secrets", "default", {"metadata": {"name": f"s{i}"}})
@@ -117,16 +123,26 @@ async def test_watch_without_version_starts_with_the_current_objects(store: Stor
 
 async def test_selector_crossings_become_added_and_deleted(store: Store) -> None:
     await store.create("configmaps", "default", {"metadata": {"name": "a"}})
-    _, sub = store.watch("configmaps", "default", labels=parse_label_selector("x=1"), since=store.resource_version)
-    await store.patch("configmaps", "default", "a", "application/merge-patch+json", {"metadata": {"labels": {"x": "1"}}})
+    _, sub = store.watch(
+        "configmaps", "default", labels=parse_label_selector("x=1"), since=store.resource_version
+    )
+    await store.patch(
+        "configmaps", "default", "a", "application/merge-patch+json", {"metadata": {"labels": {"x": "1"}}}
+    )
     await store.patch("configmaps", "default", "a", "application/merge-patch+json", {"data": {"k": "v"}})
-    await store.patch("configmaps", "default", "a", "application/merge-patch+json", {"metadata": {"labels": None}})
+    await store.patch(
+        "configmaps", "default", "a", "application/merge-patch+json", {"metadata": {"labels": None}}
+    )
     assert await take(sub, 3) == [("ADDED", "a"), ("MODIFIED", "a"), ("DELETED", "a")]
 
 
 async def test_field_selector_watch_sees_only_its_object(store: Store) -> None:
-    _, sub = store.watch("pods", "default", fields=parse_field_selector("metadata.name=b", "pods"),
-                         since=store.resource_version)
+    _, sub = store.watch(
+        "pods",
+        "default",
+        fields=parse_field_selector("metadata.name=b", "pods"),
+        since=store.resource_version,
+    )
     await store.create("pods", "default", pod_manifest("a"))
     await store.create("pods", "default", pod_manifest("b"))
     assert await take(sub, 2) == [("ADDED", "b"), ("MODIFIED", "b")]
@@ -134,8 +150,9 @@ async def test_field_selector_watch_sees_only_its_object(store: Store) -> None:
 
 async def test_noop_patch_keeps_the_resource_version(store: Store) -> None:
     cm = await store.create("configmaps", "default", {"metadata": {"name": "a"}, "data": {"k": "v"}})
-    same, created = await store.patch("configmaps", "default", "a", "application/strategic-merge-patch+json",
-                                      {"data": {"k": "v"}})
+    same, created = await store.patch(
+        "configmaps", "default", "a", "application/strategic-merge-patch+json", {"data": {"k": "v"}}
+    )
     assert not created
     assert same["metadata"]["resourceVersion"] == cm["metadata"]["resourceVersion"]
 
@@ -145,8 +162,13 @@ async def test_events_are_recorded_and_aggregated(store: Store) -> None:
     store.record_event(pod, reason="Started", message="Started container main")
     store.record_event(pod, reason="Started", message="Started container main")
     store.record_event(pod, reason="Killing", message="Stopping container main", type_="Warning")
-    events, _ = store.list_objects("events", "default", fields=parse_field_selector(
-        f"involvedObject.uid={pod['metadata']['uid']},involvedObject.kind=Pod", "events"))
+    events, _ = store.list_objects(
+        "events",
+        "default",
+        fields=parse_field_selector(
+            f"involvedObject.uid={pod['metadata']['uid']},involvedObject.kind=Pod", "events"
+        ),
+    )
     summary = sorted((e["reason"], e["count"], e["type"], e["source"]["component"]) for e in events)
     assert summary == [("Killing", 1, "Warning", "kubelet"), ("Started", 2, "Normal", "kubelet")]
 
@@ -154,8 +176,11 @@ async def test_events_are_recorded_and_aggregated(store: Store) -> None:
 async def test_event_count_is_bounded() -> None:
     store = Store(max_events=5)
     for i in range(8):
-        store.record_event({"kind": "Pod", "metadata": {"name": "p", "namespace": "default", "uid": "u"}},
-                           reason="R", message=str(i))
+        store.record_event(
+            {"kind": "Pod", "metadata": {"name": "p", "namespace": "default", "uid": "u"}},
+            reason="R",
+            message=str(i),
+        )
     events, _ = store.list_objects("events", "default")
     assert sorted(e["message"] for e in events) == ["3", "4", "5", "6", "7"]
 
