@@ -6,7 +6,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import resource
 import signal
 from pathlib import Path
 
@@ -122,10 +121,9 @@ async def test_hundred_sleeping_pods_keep_the_kubelet_small(node: Node) -> None:
     )
     after = _rss_mib()
     print(f"kubelet process RSS: {before:.0f} MiB before, {after:.0f} MiB with 100 pods running")
+    # What the kubelet adds for 100 pods; the server process's own total is measured in
+    # tests/cli/test_cluster_scale.py, apart from everything pytest has loaded.
     assert after - before < 60
-    assert after < 150
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    assert peak < 200
 
 
 def _rss_mib() -> float:
