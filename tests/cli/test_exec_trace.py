@@ -9,7 +9,7 @@ from pathlib import Path
 from .execution import BIN, Cluster, Running, Target, pipeline, run_exec
 from .faults import ProxyThread
 
-SECRET = "s3cr3t-" + "0123456789abcdefghijklmnopqrstuv"[:33]
+SECRET = "s3cr3t-0123456789abcdefghijklmnopqrstuvw"  # 40 characters
 
 
 def test_masked_value_never_reaches_any_output(target: Target, tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ def test_kubelet_transport_delivers_identical_lines_exactly_once_through_resets(
     proxy = ProxyThread(cluster_without_exec.kubeconfig, out)
     try:
         proxied = Cluster(out, cluster_without_exec.state_dir, cluster_without_exec.process)
-        script = ["for s in 1 2 3 4 5; do yes same-line | head -n 3000; sleep 1; done", "echo finished"]
+        script = ["for s in 1 2 3 4 5; do awk 'BEGIN { for (i = 0; i < 3000; i++) print \"same-line\" }'; sleep 1; done", "echo finished"]
         job = Running(proxied, tmp_path, pipeline(script=script), "--log-transport", "kubelet")
         job.wait_for(b"same-line\n")
         proxy.call(lambda: proxy.proxy.schedule_resets(0.3))
