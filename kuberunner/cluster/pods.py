@@ -7,24 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from kuberunner.cluster import kinds
+from kuberunner.cluster import kinds, validation
 
 NODE_IP = "127.0.0.1"
 
 # Volume sources whose defaultMode the API server fills in (0644).
 _MODE_SOURCES = ("secret", "configMap", "projected", "downwardAPI")
-_VOLUME_SOURCES = (
-    "emptyDir",
-    "secret",
-    "configMap",
-    "hostPath",
-    "projected",
-    "downwardAPI",
-    "persistentVolumeClaim",
-    "ephemeral",
-    "csi",
-    "image",
-)
 
 
 def apply_defaults(pod: dict[str, Any]) -> None:
@@ -42,7 +30,7 @@ def apply_defaults(pod: dict[str, Any]) -> None:
         for ctr in spec.get(group) or []:
             _default_container(ctr)
     for vol in spec.get("volumes") or []:
-        if not any(vol.get(s) is not None for s in _VOLUME_SOURCES):
+        if not any(vol.get(s) is not None for s in validation.VOLUME_SOURCES):
             vol["emptyDir"] = {}
         for source in _MODE_SOURCES:
             if isinstance(vol.get(source), dict):

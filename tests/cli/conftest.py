@@ -17,7 +17,15 @@ def _start_cluster(root: Path, *extra: str) -> Iterator[Cluster]:
     kubeconfig = root / "kubeconfig"
     log = (root / "cluster.log").open("wb")
     process = subprocess.Popen(
-        [str(BIN), "cluster", "--kubeconfig-out", str(kubeconfig), "--state-dir", str(root / "state"), *extra],
+        [
+            str(BIN),
+            "cluster",
+            "--kubeconfig-out",
+            str(kubeconfig),
+            "--state-dir",
+            str(root / "state"),
+            *extra,
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -52,7 +60,9 @@ def target(request: pytest.FixtureRequest) -> Target:
 
 
 @pytest.fixture
-def proxied(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, ProxyThread]]:
+def proxied(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Cluster, ProxyThread]]:
     """The cluster as seen through a fault proxy: the Cluster's kubeconfig points at the proxy."""
     out = tmp_path_factory.mktemp("proxy") / "kubeconfig"
     thread = ProxyThread(cluster.kubeconfig, out)

@@ -64,8 +64,18 @@ class Running:
         self._stdout = (workdir.parent / f"{workdir.name}.stdout").open("w+b")
         self._stderr = (workdir.parent / f"{workdir.name}.stderr").open("w+b")
         self.process = subprocess.Popen(
-            [str(BIN), "exec", "--kubeconfig", str(cluster.kubeconfig), "-f", str(workdir / ".gitlab-ci.yml"),
-             "--trace-file", str(self.trace_path), "--no-color", *args],
+            [
+                str(BIN),
+                "exec",
+                "--kubeconfig",
+                str(cluster.kubeconfig),
+                "-f",
+                str(workdir / ".gitlab-ci.yml"),
+                "--trace-file",
+                str(self.trace_path),
+                "--no-color",
+                *args,
+            ],
             stdout=self._stdout,
             stderr=self._stderr,
             env={**{k: v for k, v in os.environ.items() if k != "KUBECONFIG"}, **(env or {})},

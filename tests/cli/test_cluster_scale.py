@@ -35,19 +35,30 @@ def test_hundred_sleeping_pods_keep_the_server_under_150_mb(cluster: Cluster, tm
     manifest = tmp_path / "pods.yaml"
     manifest.write_text("\n---\n".join(json.dumps(pod) for pod in pods["items"]))
     try:
-        applied = subprocess.run([*kubectl, "apply", "-f", str(manifest)], capture_output=True, text=True, timeout=120)
+        applied = subprocess.run(
+            [*kubectl, "apply", "-f", str(manifest)], capture_output=True, text=True, timeout=120
+        )
         assert applied.returncode == 0, applied.stderr
         subprocess.run(
             [*kubectl, "wait", "--for=condition=Ready", "pod", "-l", "scale=100", "--timeout=120s"],
-            check=True, capture_output=True, timeout=180,
+            check=True,
+            capture_output=True,
+            timeout=180,
         )
-        running = subprocess.run([*kubectl, "get", "pods", "-l", "scale=100", "-o", "json"],
-                                 check=True, capture_output=True, timeout=60)
+        running = subprocess.run(
+            [*kubectl, "get", "pods", "-l", "scale=100", "-o", "json"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         phases = [p["status"]["phase"] for p in json.loads(running.stdout)["items"]]
         assert phases == ["Running"] * 100
         rss = rss_mib(cluster.process.pid)
         print(f"embedded cluster server RSS with 100 running pods: {rss:.0f} MiB")
         assert rss < 150
     finally:
-        subprocess.run([*kubectl, "delete", "pods", "-l", "scale=100", "--wait=true", "--timeout=120s"],
-                       capture_output=True, timeout=180)
+        subprocess.run(
+            [*kubectl, "delete", "pods", "-l", "scale=100", "--wait=true", "--timeout=120s"],
+            capture_output=True,
+            timeout=180,
+        )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .execution import BIN, Cluster, Target, pipeline, run_exec
+from .execution import BIN, Cluster, Running, Target, pipeline, run_exec
 
 
 def echo(command: str) -> bytes:
@@ -53,7 +53,7 @@ def test_forged_markers_are_output_and_the_real_code_wins(target: Target, tmp_pa
 def test_jobs_reading_stdin_or_leaving_background_processes_finish(target: Target, tmp_path: Path) -> None:
     script = ["cat", "read x || echo eof", "sleep 1000 &", "echo end"]
     started = time.monotonic()
-    done = run_exec(target.cluster, tmp_path, pipeline(script=script), timeout=60, *target.args)
+    done = run_exec(target.cluster, tmp_path, pipeline(script=script), *target.args, timeout=60)
     assert done.status == 0, done.trace
     assert b"eof\n" in done.trace and b"end\nJob succeeded\n" in done.trace
     assert time.monotonic() - started < 30
@@ -79,36 +79,31 @@ def test_trace_is_byte_exact(target: Target, tmp_path: Path, command: str, expec
 def test_fifteen_megabytes_of_seq(target: Target, tmp_path: Path) -> None:
     expected = subprocess.run(["seq", "1", "2000000"], capture_output=True, check=True).stdout
     assert len(expected) > 14_000_000
-    done = run_exec(target.cluster, tmp_path, "job:\n  script:\n    - seq 1 2000000\n    - 'true'\n", *target.args)
+    done = run_exec(
+        target.cluster, tmp_path, "job:\n  script:\n    - seq 1 2000000\n    - 'true'\n", *target.args
+    )
     assert done.status == 0
     assert echo("seq 1 2000000") + expected + echo("true") in done.trace
 
 
 def test_partial_line_is_live(cluster: Cluster, tmp_path: Path) -> None:
-    (tmp_path / ".gitlab-ci.yml").write_text("job:\n  script:\n    - printf start; sleep 5; echo end\n")
-    trace = tmp_path.parent / "live.trace"
-    proc = subprocess.Popen(
-        [str(BIN), "exec", "--kubeconfig", str(cluster.kubeconfig), "-f", str(tmp_path / ".gitlab-ci.yml"),
-         "--trace-file", str(trace), "--no-color"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (trace.exists() and b"start" in trace.read_bytes().split(
-                echo("printf start; sleep 5; echo end"))[-1]):
-            time.sleep(0.05)
-        seen = trace.read_bytes()
-        assert seen.endswith(echo("printf start; sleep 5; echo end") + b"start"), seen
-        assert proc.poll() is None, "the job must still be sleeping"
-        assert proc.wait(timeout=60) == 0
-        assert trace.read_bytes().endswith(b"startend\nJob succeeded\n")
-    finally:
-        proc.kill()
+    command = "printf start; sleep 5; echo end"
+    job = Running(cluster, tmp_path, pipeline(script=[command]))
+    job.wait_for(echo(command) + b"start")
+    assert job.process.poll() is None, "the job must still be sleeping"
+    assert job.trace().endswith(echo(command) + b"start")
+    done = job.finish(timeout=60)
+    assert done.status == 0
+    assert done.trace.endswith(b"startend\nJob succeeded\n")
 
 
 def kubectl(cluster: Cluster, *args: str) -> str:
-    done = subprocess.run([str(BIN.parent / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), *args],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [str(BIN.parent / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -116,11 +111,7 @@ def kubectl(cluster: Cluster, *args: str) -> str:
 def test_pod_follows_the_attach_contract_and_leaves_nothing_behind(cluster: Cluster, tmp_path: Path) -> None:
     import json
 
-    (tmp_path / ".gitlab-ci.yml").write_text(pipeline(script=["sleep 3"]))
-    proc = subprocess.Popen(
-        [str(BIN), "exec", "--kubeconfig", str(cluster.kubeconfig), "-f", str(tmp_path / ".gitlab-ci.yml")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    job = Running(cluster, tmp_path, pipeline(script=["sleep 3"]))
     try:
         deadline = time.monotonic() + 30
         pods: list[dict[str, object]] = []
@@ -129,14 +120,18 @@ def test_pod_follows_the_attach_contract_and_leaves_nothing_behind(cluster: Clus
         assert len(pods) == 1
         pod = pods[0]
         build = pod["spec"]["containers"][0]  # type: ignore[index]
-        assert (build["name"], build["stdin"], build["stdinOnce"], build["tty"]) == ("build", True, False, False)
+        assert (build["name"], build["stdin"], build["stdinOnce"], build["tty"]) == (
+            "build",
+            True,
+            False,
+            False,
+        )
         assert build["command"][:2] == ["sh", "-c"]
         assert pod["metadata"]["labels"]["kuberunner.io/runner"] == "kuberunner"  # type: ignore[index]
         secret_name = next(v["secret"]["secretName"] for v in pod["spec"]["volumes"] if "secret" in v)  # type: ignore[index]
         secret = json.loads(kubectl(cluster, "get", "secret", secret_name, "-o", "json"))
         assert secret["metadata"]["ownerReferences"][0]["uid"] == pod["metadata"]["uid"]  # type: ignore[index]
-        assert proc.wait(timeout=60) == 0
     finally:
-        proc.kill()
+        assert job.finish(timeout=60).status == 0
     assert kubectl(cluster, "get", "pods", "-o", "name") == ""
     assert kubectl(cluster, "get", "secrets", "-o", "name") == ""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .execution import BIN, Cluster, Target, pipeline, run_exec
+from .execution import BIN, Cluster, Running, Target, pipeline, run_exec
 
 
 def job_processes(marker: str) -> list[str]:
@@ -20,8 +20,14 @@ def job_processes(marker: str) -> list[str]:
 def test_timeout_kills_the_tree_runs_after_script_and_exits_4(target: Target, tmp_path: Path) -> None:
     script = ["sh -c 'sleep 4243 & sleep 4244' & sleep 4242"]
     started = time.monotonic()
-    done = run_exec(target.cluster, tmp_path, pipeline(script=script, after_script=["echo cleaning up"]),
-                    "--timeout", "3", *target.args)
+    done = run_exec(
+        target.cluster,
+        tmp_path,
+        pipeline(script=script, after_script=["echo cleaning up"]),
+        "--timeout",
+        "3",
+        *target.args,
+    )
     took = time.monotonic() - started
     assert done.status == 4, done.trace
     assert took < 20
@@ -31,29 +37,23 @@ def test_timeout_kills_the_tree_runs_after_script_and_exits_4(target: Target, tm
 
 
 def test_sigterm_cancels_after_after_script_and_deletes_the_pod(cluster: Cluster, tmp_path: Path) -> None:
-    (tmp_path / ".gitlab-ci.yml").write_text(
-        pipeline(script=["echo started", "sleep 4250"], after_script=["echo after cancel"])
+    job = Running(
+        cluster, tmp_path, pipeline(script=["echo started", "sleep 4250"], after_script=["echo after cancel"])
     )
-    trace = tmp_path.parent / "cancel.trace"
-    proc = subprocess.Popen(
-        [str(BIN), "exec", "--kubeconfig", str(cluster.kubeconfig), "-f", str(tmp_path / ".gitlab-ci.yml"),
-         "--trace-file", str(trace), "--no-color"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (trace.exists() and b"started\n" in trace.read_bytes()):
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 130
-    finally:
-        proc.kill()
-    text = trace.read_bytes()
+    job.wait_for(b"started\n")
+    job.process.send_signal(signal.SIGTERM)
+    done = job.finish(timeout=30)
+    assert done.status == 130
+    text = done.trace
     assert b"after cancel\n" in text
     assert text.endswith(b"ERROR: Job failed: canceled\n")
     assert job_processes("sleep 4250") == []
-    pods = subprocess.run([str(BIN.parent / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), "get", "pods",
-                           "-o", "name"], capture_output=True, text=True, timeout=30)
+    pods = subprocess.run(
+        [str(BIN.parent / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), "get", "pods", "-o", "name"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert pods.returncode == 0 and pods.stdout == "", pods.stdout + pods.stderr
 
 
@@ -78,14 +78,21 @@ def test_bad_pipeline_is_one_line_and_exit_2(
 def test_bad_config_toml_is_one_line_and_exit_2(tmp_path: Path) -> None:
     (tmp_path / ".gitlab-ci.yml").write_text(pipeline(script=["true"]))
     (tmp_path / "config.toml").write_text('[[runners]]\nname = "x"\n[runners.kubernetes]\nhost = 5\n')
-    done = subprocess.run([str(BIN), "exec", "-f", str(tmp_path / ".gitlab-ci.yml"),
-                           "-c", str(tmp_path / "config.toml")], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(BIN), "exec", "-f", str(tmp_path / ".gitlab-ci.yml"), "-c", str(tmp_path / "config.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and "config.toml" in done.stderr and "host" in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1 and "config.toml" in done.stderr and "host" in done.stderr, (
+        done.stderr
+    )
 
 
 def test_missing_file_is_exit_2(tmp_path: Path) -> None:
-    done = subprocess.run([str(BIN), "exec", "-f", str(tmp_path / "absent.yml")],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(BIN), "exec", "-f", str(tmp_path / "absent.yml")], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "absent.yml" in done.stderr

@@ -1,4 +1,7 @@
-"""Jobs survive dropped API connections; the legacy exec strategy fails honestly (issue 4, the seed's tcpkill test)."""
+"""Jobs survive dropped API connections; the legacy exec strategy fails honestly.
+
+Issue 4: the seed's tcpkill test, and past it.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,9 @@ def numbered_lines(trace: bytes) -> list[int]:
     return [int(n) for n in re.findall(rb"^line (\d+)$", trace, flags=re.M)]
 
 
-def test_seed_job_survives_a_reset_every_half_second(proxied: tuple[Cluster, ProxyThread], tmp_path: Path) -> None:
+def test_seed_job_survives_a_reset_every_half_second(
+    proxied: tuple[Cluster, ProxyThread], tmp_path: Path
+) -> None:
     cluster, proxy = proxied
     job = Running(cluster, tmp_path, pipeline(script=SEED_JOB))
     proxy.call(lambda: proxy.proxy.schedule_resets(0.5))
@@ -57,8 +62,12 @@ def test_legacy_exec_reports_a_lost_connection_as_system_failure(
     proxied: tuple[Cluster, ProxyThread], tmp_path: Path
 ) -> None:
     cluster, proxy = proxied
-    job = Running(cluster, tmp_path, pipeline(script=SEED_JOB),
-                  env={"FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY": "true"})
+    job = Running(
+        cluster,
+        tmp_path,
+        pipeline(script=SEED_JOB),
+        env={"FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY": "true"},
+    )
     job.wait_for(b"line 5\n")
     assert proxy.call(proxy.proxy.reset_all) > 0
     done = job.finish()
@@ -123,8 +132,18 @@ def test_api_unreachable_past_the_budget_is_a_system_failure(
     while proxy.call(lambda: proxy.proxy.refusing):
         time.sleep(0.1)
     deleted = subprocess.run(
-        [str(BIN.parent / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), "delete", "pods",
-         "-l", "kuberunner.io/runner=budget", "--request-timeout=30s"],
-        capture_output=True, text=True, timeout=60,
+        [
+            str(BIN.parent / "kubectl"),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "delete",
+            "pods",
+            "-l",
+            "kuberunner.io/runner=budget",
+            "--request-timeout=30s",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert deleted.returncode == 0, deleted.stderr

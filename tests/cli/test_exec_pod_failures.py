@@ -47,8 +47,20 @@ def finished_within(job: Running, seconds: float) -> tuple[int, bytes]:
 def test_deleting_the_pod_mid_stage(cluster: Cluster, tmp_path: Path) -> None:
     job = Running(cluster, tmp_path, pipeline(script=LONG_STAGE))
     pod = pod_name(job)
-    subprocess.run([str(BIN.parent / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), "delete", "pod", pod,
-                    "--wait=false"], check=True, capture_output=True, timeout=30)
+    subprocess.run(
+        [
+            str(BIN.parent / "kubectl"),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "delete",
+            "pod",
+            pod,
+            "--wait=false",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     status, trace = finished_within(job, 5)
     assert status == 3
     assert re.search(rb"ERROR: Job failed \(system failure\): pod default/\S+ (was|is being) deleted", trace)

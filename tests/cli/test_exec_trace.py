@@ -16,12 +16,17 @@ def test_masked_value_never_reaches_any_output(target: Target, tmp_path: Path) -
     assert len(SECRET) == 40
     script = [
         'echo "whole: $SECRET"',
-        'printf "split: %s" "${SECRET%????????????????????}"; sleep 1; printf "%s\\n" "${SECRET#????????????????????}"',
+        'printf "split: %s" "${SECRET%????????????????????}"; sleep 1; '
+        'printf "%s\\n" "${SECRET#????????????????????}"',
         'printf "partial line: %s" "$SECRET"',
     ]
     done = run_exec(
-        target.cluster, tmp_path, pipeline(script=script, after_script=['echo "after: $SECRET"']),
-        "--masked-var", f"SECRET={SECRET}", *target.args,
+        target.cluster,
+        tmp_path,
+        pipeline(script=script, after_script=['echo "after: $SECRET"']),
+        "--masked-var",
+        f"SECRET={SECRET}",
+        *target.args,
     )
     assert done.status == 0, done.trace[-2000:]
     for output in (done.trace, done.stdout, done.stderr.encode()):
@@ -49,13 +54,24 @@ def _peak_rss_mib(cluster: Cluster, workdir: Path, megabytes: int) -> float:
     """Peak RSS of a `kuberunner exec` whose job prints `megabytes` MB (with a 1 MiB output limit),
     as the kernel reports it for that process alone (wait4)."""
     workdir.mkdir()
-    (workdir / ".gitlab-ci.yml").write_text(pipeline(script=[f"head -c {megabytes}000000 /dev/zero | tr '\\0' x"]))
+    (workdir / ".gitlab-ci.yml").write_text(
+        pipeline(script=[f"head -c {megabytes}000000 /dev/zero | tr '\\0' x"])
+    )
     config = workdir / "config.toml"
     config.write_text('[[runners]]\nname = "rss"\noutput_limit = 1024\n')
     proc = subprocess.Popen(
-        [str(BIN), "exec", "--kubeconfig", str(cluster.kubeconfig), "-f", str(workdir / ".gitlab-ci.yml"),
-         "-c", str(config)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(BIN),
+            "exec",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "-f",
+            str(workdir / ".gitlab-ci.yml"),
+            "-c",
+            str(config),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -76,7 +92,11 @@ def test_kubelet_transport_delivers_identical_lines_exactly_once_through_resets(
     proxy = ProxyThread(cluster_without_exec.kubeconfig, out)
     try:
         proxied = Cluster(out, cluster_without_exec.state_dir, cluster_without_exec.process)
-        script = ["for s in 1 2 3 4 5; do awk 'BEGIN { for (i = 0; i < 3000; i++) print \"same-line\" }'; sleep 1; done", "echo finished"]
+        script = [
+            "for s in 1 2 3 4 5; do "
+            "awk 'BEGIN { for (i = 0; i < 3000; i++) print \"same-line\" }'; sleep 1; done",
+            "echo finished",
+        ]
         job = Running(proxied, tmp_path, pipeline(script=script), "--log-transport", "kubelet")
         job.wait_for(b"same-line\n")
         proxy.call(lambda: proxy.proxy.schedule_resets(0.3))

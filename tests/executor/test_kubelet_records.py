@@ -39,7 +39,12 @@ def test_any_chunking_gives_the_same_records(cuts: list[int]) -> None:
     records = []
     for a, b in zip([0, *points], [*points, len(body)], strict=True):
         records += parser.feed(body[a:b])
-    assert records == [Record(TS1, b"abcd"), Record(TS2, b"ef\n"), Record(TS3, b"same\n"), Record(TS3, b"same\n")]
+    assert records == [
+        Record(TS1, b"abcd"),
+        Record(TS2, b"ef\n"),
+        Record(TS3, b"same\n"),
+        Record(TS3, b"same\n"),
+    ]
 
 
 def test_resume_skips_exactly_what_was_delivered_in_that_second() -> None:

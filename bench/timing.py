@@ -1,0 +1,81 @@
+"""Timing stages inside the real job flow: a strategy wrapper that `run_job` is made to use.
+
+`run_job` picks its strategy through `kuberunner.executor.job.choose_strategy`; while
+`timed_strategies` is active that function wraps the real strategy in `TimedStrategy`, which times
+every stage and can repeat `step_script` many times in the same pod. So the benchmarks measure the
+runner's own code path (pod, Secret, open, stages, cleanup), not a re-implementation of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from kuberunner.executor import job as job_flow
+from kuberunner.executor.job import JobRequest
+from kuberunner.executor.strategy import Exited, JobContext, StageEnd, Strategy
+
+
+@dataclass(slots=True)
+class StageTimes:
+    """Monotonic clock readings of one job, filled in as it runs."""
+
+    opened: float = 0.0
+    """When `strategy.open` returned (the pod is Running, readers started)."""
+    stages: list[tuple[str, float, float]] = field(default_factory=list)
+    """(stage, start, end) for every stage run."""
+    ends: list[StageEnd] = field(default_factory=list)
+
+    def durations(self, stage: str) -> list[float]:
+        return [end - start for name, start, end in self.stages if name == stage]
+
+
+class TimedStrategy:
+    """Delegates to `inner`; runs `step_script` `repeat` times, timing each run."""
+
+    def __init__(self, inner: Strategy, times: StageTimes, *, repeat: int = 1) -> None:
+        self.name = inner.name
+        self._inner = inner
+        self._times = times
+        self._repeat = repeat
+
+    async def open(self, job: JobContext) -> None:
+        await self._inner.open(job)
+        self._times.opened = time.monotonic()
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    async def run_stage(self, job: JobContext, stage: str, *, deadline: float) -> StageEnd:
+        runs = self._repeat if stage == "step_script" else 1
+        end: StageEnd = Exited(0)
+        for _ in range(runs):
+            start = time.monotonic()
+            end = await self._inner.run_stage(job, stage, deadline=deadline)
+            self._times.stages.append((stage, start, time.monotonic()))
+            self._times.ends.append(end)
+            if end != Exited(0):
+                break
+        return end
+
+
+@contextlib.contextmanager
+def timed_strategies(times_for: Callable[[JobRequest], StageTimes], *, repeat: int = 1) -> Iterator[None]:
+    """While active, every `run_job` times its stages into `times_for(request)`."""
+    original = job_flow.choose_strategy
+
+    def choose(request: JobRequest) -> Strategy:
+        return TimedStrategy(original(request), times_for(request), repeat=repeat)
+
+    job_flow.choose_strategy = choose
+    try:
+        yield
+    finally:
+        job_flow.choose_strategy = original
+
+
+def new_cancel() -> asyncio.Event:
+    return asyncio.Event()
