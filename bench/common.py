@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,12 @@ def proc_sample(pid: int | str = "self") -> ProcSample:
     return ProcSample(cpu=cpu, rss_kb=rss, hwm_kb=hwm)
 
 
+def reset_peak_rss() -> None:
+    """This process's VmHWM starts over (Linux >= 4.0), so a run's peak is its own."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
 def descendants(pid: int) -> list[int]:
     """Every live process below `pid` (the cluster's containers and their children)."""
     children: dict[int, list[int]] = {}
@@ -85,9 +91,8 @@ def tree_rss_kb(pid: int) -> int:
     """Summed RSS of `pid`'s descendants (shared pages counted in each, so an upper bound)."""
     total = 0
     for child in descendants(pid):
-        with contextlib.suppress(OSError, ValueError):
-            with open(f"/proc/{child}/statm", "rb") as f:
-                total += int(f.read().split()[1]) * _PAGE_KB
+        with contextlib.suppress(OSError, ValueError), open(f"/proc/{child}/statm", "rb") as f:
+            total += int(f.read().split()[1]) * _PAGE_KB
     return total
 
 
@@ -138,7 +143,9 @@ async def open_client(kubeconfig: Path, *, pool_size: int = 300) -> KubeClient:
     return await KubeClient.open(cfg, pool_size=pool_size)
 
 
-def job_request(name: str, script: Sequence[str], *, legacy: bool = False, timeout: float = 600) -> JobRequest:
+def job_request(
+    name: str, script: Sequence[str], *, legacy: bool = False, timeout: float = 600
+) -> JobRequest:
     """A job with no project archive (nothing to unpack) and only the variables a job needs."""
     job_id = str(secrets.randbelow(10**9))
     variables = (("CI", "true"), ("CI_JOB_ID", job_id), ("CI_JOB_NAME", name))
@@ -179,7 +186,10 @@ def machine() -> dict[str, Any]:
     commit = ""
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         commit = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
         ).stdout.strip()
     return {
         "cpu": model,
@@ -188,6 +198,7 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "commit": commit,
+        "load_average": Path("/proc/loadavg").read_text().split()[:3],
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
     }
 

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from common import proc_sample
+
 from kuberunner.executor import job as job_flow
 from kuberunner.executor.job import JobRequest
 from kuberunner.executor.strategy import Exited, JobContext, StageEnd, Strategy
@@ -28,9 +30,20 @@ class StageTimes:
     stages: list[tuple[str, float, float]] = field(default_factory=list)
     """(stage, start, end) for every stage run."""
     ends: list[StageEnd] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    """This process's CPU seconds spent during each stage run (same order as `stages`)."""
+    other_pid: int | None = None
+    """Another process (the cluster) whose CPU seconds per stage go into `other_cpu`."""
+    other_cpu: list[float] = field(default_factory=list)
 
     def durations(self, stage: str) -> list[float]:
         return [end - start for name, start, end in self.stages if name == stage]
+
+    def cpu_of(self, stage: str) -> float:
+        return sum(c for (name, _, _), c in zip(self.stages, self.cpu, strict=True) if name == stage)
+
+    def other_cpu_of(self, stage: str) -> float:
+        return sum(c for (name, _, _), c in zip(self.stages, self.other_cpu, strict=True) if name == stage)
 
 
 class TimedStrategy:
@@ -53,9 +66,15 @@ class TimedStrategy:
         runs = self._repeat if stage == "step_script" else 1
         end: StageEnd = Exited(0)
         for _ in range(runs):
+            other = self._times.other_pid
+            other_before = proc_sample(other).cpu if other is not None else 0.0
+            cpu_before = time.process_time()
             start = time.monotonic()
             end = await self._inner.run_stage(job, stage, deadline=deadline)
             self._times.stages.append((stage, start, time.monotonic()))
+            self._times.cpu.append(time.process_time() - cpu_before)
+            if other is not None:
+                self._times.other_cpu.append(proc_sample(other).cpu - other_before)
             self._times.ends.append(end)
             if end != Exited(0):
                 break

@@ -135,6 +135,75 @@ def cluster_command(
     )
 
 
+_CONFIG = click.option(
+    "-c", "--config", type=click.Path(path_type=Path), default=Path("config.toml"), show_default=True,
+    help="GitLab Runner's config.toml.",
+)
+
+
+@main.command("register")
+@_CONFIG
+@click.option("--url", required=True, help="The GitLab instance URL.")
+@click.option("--token", "-t", required=True, help="A glrt- runner token, or a legacy registration token.")
+@click.option("--name", default="", help="The runner's name in config.toml.")
+@click.option("--kubernetes-host", default="", help="[runners.kubernetes] host.")
+@click.option("--kubernetes-namespace", default="", help="[runners.kubernetes] namespace.")
+@click.option("--kubernetes-image", default="", help="[runners.kubernetes] image.")
+def register_command(config: Path, url: str, token: str, name: str, kubernetes_host: str,
+                     kubernetes_namespace: str, kubernetes_image: str) -> None:
+    """Register (or verify) a runner with GitLab and add it to config.toml."""
+    from kuberunner.runner.registration import RegisterOptions, register
+
+    given = (("host", kubernetes_host), ("namespace", kubernetes_namespace), ("image", kubernetes_image))
+    kubernetes = {key: value for key, value in given if value}
+    options = RegisterOptions(config=config, url=url, token=token, name=name, kubernetes=kubernetes)
+    sys.exit(_run(lambda: register(options, click.echo)))
+
+
+@main.command("verify")
+@_CONFIG
+@click.option("--delete", is_flag=True, help="Remove runners GitLab no longer knows from config.toml.")
+def verify_command(config: Path, delete: bool) -> None:
+    """Check every configured runner's token with GitLab."""
+    from kuberunner.runner.registration import verify
+
+    sys.exit(_run(lambda: verify(config, click.echo, delete=delete)))
+
+
+@main.command("unregister")
+@_CONFIG
+@click.option("--name", default=None, help="The runner to unregister.")
+@click.option("--all-runners", is_flag=True, help="Unregister every configured runner.")
+def unregister_command(config: Path, name: str | None, all_runners: bool) -> None:
+    """Unregister runners from GitLab and remove them from config.toml."""
+    from kuberunner.runner.registration import unregister
+
+    sys.exit(_run(lambda: unregister(config, click.echo, name=name, all_runners=all_runners)))
+
+
+@main.command("list")
+@_CONFIG
+def list_command(config: Path) -> None:
+    """List the runners in config.toml."""
+    from kuberunner.runner.registration import list_runners
+
+    async def listing() -> int:
+        return list_runners(config, click.echo)
+
+    sys.exit(_run(listing))
+
+
+@main.command("run")
+@_CONFIG
+@click.option("--kubeconfig", type=click.Path(path_type=Path), help="Use this kubeconfig for every runner.")
+@click.option("--context", help="The kubeconfig context to use.")
+def run_command(config: Path, kubeconfig: Path | None, context: str | None) -> None:
+    """Take jobs from GitLab for every [[runners]] entry and run them, until SIGTERM/SIGQUIT."""
+    from kuberunner.runner.loop import RunOptions, run_runners
+
+    sys.exit(_run(lambda: run_runners(RunOptions(config=config, kubeconfig=kubeconfig, context=context))))
+
+
 def _run(make: object) -> int:
     """Run the coroutine made by `make`; bad input becomes one line on stderr and status 2."""
     assert callable(make)

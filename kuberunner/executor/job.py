@@ -35,6 +35,23 @@ LEGACY_FLAG = "FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY"
 
 
 @dataclass(frozen=True, slots=True)
+class GitSource:
+    """Where get_sources fetches the project from, for jobs from a GitLab server."""
+
+    repo_url: str
+    """With the job token in it; the token is masked in the trace."""
+    sha: str
+    ref: str
+    ref_type: str = "branch"
+    depth: int = 0
+    """GIT_DEPTH; 0: full history."""
+    strategy: str = "clone"
+    """GIT_STRATEGY: clone, fetch or none."""
+    checkout: bool = True
+    """GIT_CHECKOUT."""
+
+
+@dataclass(frozen=True, slots=True)
 class JobRequest:
     job: JobSpec
     job_id: str
@@ -45,6 +62,10 @@ class JobRequest:
     timeout: float
     legacy_exec: bool = False
     """FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY, already resolved from env, config and variables."""
+    git: GitSource | None = None
+    """When set, get_sources fetches the project with git instead of unpacking `project_archive`."""
+    variable_files: tuple[tuple[str, bytes], ...] = ()
+    """`file: true` variables (KEY, content): delivered with the scripts; $KEY holds the path."""
 
 
 def choose_strategy(request: JobRequest) -> Strategy:
@@ -179,24 +200,53 @@ async def _create_pod(job: JobContext, request: JobRequest) -> None:
 def stage_files(job: JobContext, request: JobRequest) -> dict[str, bytes]:
     paths = job.settings.paths
     archive_name = "project.tar.gz"
+    variables = (
+        *request.variables,
+        *((key, paths.script(_variable_file(key))) for key, _ in request.variable_files),
+    )
     files = {
-        "get_sources": render.render_get_sources(
-            archive=paths.script(archive_name) if request.project_archive is not None else None,
-            project_dir=request.project_dir,
-        ).encode(),
+        "get_sources": _get_sources(request, paths.script(archive_name)).encode(),
         "step_script": render.render_user_stage(
             commands=[*request.job.before_script, *request.job.script],
-            variables=request.variables,
+            variables=variables,
             project_dir=request.project_dir,
         ).encode(),
         "after_script": render.render_user_stage(
-            commands=request.job.after_script, variables=request.variables, project_dir=request.project_dir
+            commands=request.job.after_script, variables=variables, project_dir=request.project_dir
         ).encode(),
         "kill_stage": render.KILL_STAGE.encode(),
     }
     if request.project_archive is not None:
         files[archive_name] = request.project_archive
+    for key, content in request.variable_files:
+        files[_variable_file(key)] = content
     return files
+
+
+def _variable_file(key: str) -> str:
+    # Secret keys allow [-._a-zA-Z0-9]; variable names are a subset.
+    return f"variable.{key}"
+
+
+def _get_sources(request: JobRequest, archive_path: str) -> str:
+    git = request.git
+    if git is None:
+        return render.render_get_sources(
+            archive=archive_path if request.project_archive is not None else None,
+            project_dir=request.project_dir,
+        )
+    # The first step: git runs in the build container (the job image needs git); a helper container
+    # sharing the builds volume is the goal.
+    return render.render_git_sources(
+        repo_url=git.repo_url,
+        ref=git.ref,
+        ref_type=git.ref_type,
+        sha=git.sha,
+        depth=git.depth,
+        strategy=git.strategy,
+        checkout=git.checkout,
+        project_dir=request.project_dir,
+    )
 
 
 async def _wait_for_running(job: JobContext, request: JobRequest, *, deadline: float) -> Observation | None:

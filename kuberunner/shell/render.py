@@ -49,6 +49,44 @@ def render_get_sources(*, archive: str | None, project_dir: str) -> str:
     return "".join(lines)
 
 
+def render_git_sources(
+    *,
+    repo_url: str,
+    ref: str,
+    ref_type: str,
+    sha: str,
+    depth: int,
+    strategy: str,
+    checkout: bool,
+    project_dir: str,
+) -> str:
+    """Clone or fetch `repo_url` into $CI_PROJECT_DIR and check out `sha`, quietly (GitLab's GIT_* semantics).
+
+    `strategy` is GIT_STRATEGY: `clone` starts from an empty directory, `fetch` reuses a repository
+    left there, `none` only makes the directory. Submodules are not touched. Nothing is printed
+    unless git fails, so the trace holds only the job's own output.
+    """
+    lines = [_PRELUDE, f"mkdir -p {quote(project_dir)}\n", f"cd {quote(project_dir)}\n"]
+    if strategy == "none":
+        return "".join(lines)
+    if ref_type == "tag":
+        refspec = f"+refs/tags/{ref}:refs/tags/{ref}"
+    else:
+        refspec = f"+refs/heads/{ref}:refs/remotes/origin/{ref}"
+    depth_option = f" --depth {int(depth)}" if depth > 0 else ""
+    lines += [
+        "export GIT_TERMINAL_PROMPT=0\n",
+        "find . -mindepth 1 -maxdepth 1 -exec rm -rf {} +\n" if strategy == "clone" else "",
+        "[ -d .git ] || git init -q .\n",
+        "git remote remove origin 2>/dev/null || true\n",
+        f"git remote add origin {quote(repo_url)}\n",
+        f"git -c protocol.version=2 fetch -q --prune --no-tags{depth_option} origin {quote(refspec)}\n",
+    ]
+    if checkout:
+        lines.append(f"git -c advice.detachedHead=false checkout -q -f {quote(sha)}\n")
+    return "".join(lines)
+
+
 KILL_STAGE = """\
 # Rendered by kuberunner: ends every process that carries the stage's token in its environment,
 # including orphans and background jobs; TERM first, KILL after two seconds.

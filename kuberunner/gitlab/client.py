@@ -1,0 +1,306 @@
+"""The runner's half of GitLab's runner API (`/api/v4`), on aiohttp.
+
+Each call returns a small typed outcome; deciding what an outcome means for a job (cancel, abort,
+resend) is left to `kuberunner.runner`. Transient failures are retried here, the way GitLab Runner
+does: 408, 429, 500, 502, 503, 504 and >= 512, plus dropped connections, at most `attempts` times,
+with a backoff that honours `Retry-After`. The exception tree::
+
+    GitLabError               a call failed for good
+     ├── Unreachable          no HTTP answer (refused, reset, timed out) after every attempt
+     └── Rejected             an HTTP status the call cannot go on with (403 bad token, 410, …)
+
+aiohttp's exceptions never leave this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+
+from kuberunner import __version__
+
+log = logging.getLogger(__name__)
+
+RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+LONG_POLL_TIMEOUT = 70.0
+"""Seconds for one `jobs/request`: GitLab's Workhorse holds it up to 50 s."""
+
+FEATURES: dict[str, bool] = {
+    # Honest: only what kuberunner implements. Rails holds back jobs that need a feature we lack.
+    "variables": True, "image": True, "services": False, "artifacts": False, "cache": False,
+    "fallback_cache_keys": False, "shared": False, "upload_multiple_artifacts": False,
+    "upload_raw_artifacts": False, "session": False, "terminal": False, "refspecs": False,
+    "masking": True, "proxy": False, "raw_variables": False, "artifacts_exclude": False,
+    "multi_build_steps": False, "trace_reset": False, "trace_checksum": True, "trace_size": True,
+    "vault_secrets": False, "cancelable": True, "return_exit_code": True, "service_variables": False,
+    "service_multiple_aliases": False, "image_executor_opts": False, "service_executor_opts": False,
+    "cancel_gracefully": True, "native_steps_integration": False, "two_phase_job_commit": False,
+    "job_inputs": False,
+}
+
+
+class GitLabError(Exception):
+    """A call to GitLab failed for good."""
+
+
+class Unreachable(GitLabError):
+    pass
+
+
+class Rejected(GitLabError):
+    def __init__(self, status: int, what: str, message: str = "") -> None:
+        super().__init__(f"{what}: GitLab answered {status}{': ' + message if message else ''}")
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    id: int
+    token: str
+    token_expires_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobOffer:
+    """One `jobs/request` answer: the decoded job (None for "no job") and the queue version to echo."""
+
+    job: Any
+    last_update: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TraceReply:
+    status: int
+    range_end: int | None
+    """The server's stored size (from `Range: 0-N`), on 202 and 416."""
+    job_status: str | None
+    update_interval: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateReply:
+    status: int
+    job_status: str | None
+    update_interval: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 5
+    """GitLab Runner's limit for one call."""
+    first_delay: float = 0.1
+    max_delay: float = 60.0
+
+
+def api_base(url: str) -> str:
+    """GitLab Runner's normalisation: no trailing `/` or `/ci`, then `/api/v4`."""
+    base = url.strip().rstrip("/")
+    if base.endswith("/ci"):
+        base = base[:-3]
+    if not base.startswith(("http://", "https://")):
+        raise ValueError(f"{url!r}: only http and https URLs are accepted")
+    return base + "/api/v4"
+
+
+def runner_info(executor: str = "kubernetes") -> dict[str, Any]:
+    return {
+        "name": "kuberunner", "version": __version__, "revision": "", "platform": "linux",
+        "architecture": "amd64", "executor": executor, "shell": "bash", "features": dict(FEATURES),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        if "application/json" not in self.headers.get("Content-Type", ""):
+            return None
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+class GitLabClient:
+    """One HTTP session to one GitLab; `async with GitLabClient(url) as api:`."""
+
+    def __init__(self, url: str, *, retry: RetryPolicy | None = None) -> None:
+        """ValueError for a URL that is not http(s)."""
+        self.base = api_base(url)
+        self._retry = retry or RetryPolicy()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
+            headers={"User-Agent": f"kuberunner {__version__} (linux)"},
+        )
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    # -- runners -------------------------------------------------------------------------------
+
+    async def verify(self, *, token: str, system_id: str) -> Registration:
+        answer = await self._call("POST", "/runners/verify", json_body={
+            "token": token, "system_id": system_id, "info": runner_info()}, what="verifying the runner")
+        if answer.status != 200:
+            raise Rejected(answer.status, "verifying the runner", _message(answer))
+        return _registration(answer, token_default=token)
+
+    async def register(self, *, token: str, description: str, system_id: str) -> Registration:
+        answer = await self._call("POST", "/runners", json_body={
+            "token": token, "description": description, "system_id": system_id, "info": runner_info(),
+            "run_untagged": True, "locked": True, "paused": False}, what="registering the runner")
+        if answer.status != 201:
+            raise Rejected(answer.status, "registering the runner", _message(answer))
+        return _registration(answer, token_default=None)
+
+    async def unregister(self, *, token: str, system_id: str) -> None:
+        """glrt- tokens delete this machine's runner manager; legacy ones delete the runner."""
+        if token.startswith("glrt-"):
+            path, body = "/runners/managers", {"token": token, "system_id": system_id}
+        else:
+            path, body = "/runners", {"token": token}
+        answer = await self._call("DELETE", path, json_body=body, what="unregistering the runner")
+        if answer.status != 204:
+            raise Rejected(answer.status, "unregistering the runner", _message(answer))
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    async def request_job(self, *, token: str, system_id: str, last_update: str | None) -> JobOffer:
+        body: dict[str, Any] = {"token": token, "system_id": system_id, "info": runner_info()}
+        if last_update:
+            body["last_update"] = last_update
+        answer = await self._call("POST", "/jobs/request", json_body=body, what="requesting a job",
+                                  request_timeout=LONG_POLL_TIMEOUT)
+        seen = answer.headers.get("X-GitLab-Last-Update") or last_update
+        if answer.status == 201:
+            job = answer.json()
+            if job is None:
+                raise Rejected(201, "requesting a job", "the job is not JSON")
+            return JobOffer(job, seen)
+        if answer.status in (204, 409, 503):
+            return JobOffer(None, seen)
+        raise Rejected(answer.status, "requesting a job", _message(answer))
+
+    async def patch_trace(self, *, job_id: int, job_token: str, start: int, data: bytes) -> TraceReply:
+        headers = {"JOB-TOKEN": job_token, "Content-Range": f"{start}-{start + len(data) - 1}",
+                   "Content-Type": "text/plain"}
+        answer = await self._call("PATCH", f"/jobs/{job_id}/trace", data=data, headers=headers,
+                                  what="sending the trace")
+        return TraceReply(answer.status, _range_end(answer.headers.get("Range")),
+                          answer.headers.get("Job-Status"), _interval(answer.headers))
+
+    async def update_job(self, *, job_id: int, job_token: str, state: str,
+                         failure_reason: str | None = None, exit_code: int | None = None,
+                         checksum: str | None = None, bytesize: int | None = None) -> UpdateReply:
+        body: dict[str, Any] = {"token": job_token, "state": state, "info": runner_info()}
+        if failure_reason:
+            body["failure_reason"] = failure_reason
+        if exit_code:
+            body["exit_code"] = exit_code
+        if checksum is not None:
+            body["checksum"] = checksum
+            body["output"] = {"checksum": checksum, "bytesize": bytesize or 0}
+        answer = await self._call("PUT", f"/jobs/{job_id}", json_body=body,
+                                  headers={"JOB-TOKEN": job_token}, what="updating the job")
+        return UpdateReply(answer.status, answer.headers.get("Job-Status"), _interval(answer.headers))
+
+    # -- transport -----------------------------------------------------------------------------
+
+    async def _call(self, method: str, path: str, *, what: str, json_body: Any = None, data: bytes = b"",
+                    headers: Mapping[str, str] | None = None, request_timeout: float = 60.0) -> _Answer:
+        assert self._session is not None, "use `async with GitLabClient(...)`"
+        send = dict(headers or {})
+        payload = data
+        if json_body is not None:
+            payload = json.dumps(json_body).encode()
+            send.setdefault("Content-Type", "application/json")
+            send["Accept"] = "application/json"
+        delay = self._retry.first_delay
+        failure = ""
+        for attempt in range(1, self._retry.attempts + 1):
+            send["X-Request-Id"] = uuid.uuid4().hex
+            wait = delay
+            try:
+                async with self._session.request(
+                    method, self.base + path, data=payload, headers=send,
+                    timeout=aiohttp.ClientTimeout(total=request_timeout),
+                ) as response:
+                    body = await response.content.read(1 << 20)
+                    answer = _Answer(response.status, dict(response.headers), body)
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            else:
+                if not _retried(answer.status):
+                    return answer
+                failure = f"GitLab answered {answer.status}"
+                wait = max(delay, _retry_after(answer.headers) or 0.0)
+            if attempt == self._retry.attempts:
+                break
+            log.info("%s: %s; retrying in %.1f s", what, failure, wait)
+            await asyncio.sleep(min(wait, self._retry.max_delay) * random.uniform(1.0, 1.2))
+            delay = min(delay * 2, self._retry.max_delay)
+        raise Unreachable(f"{what}: {failure} ({self._retry.attempts} attempts)")
+
+
+def _retried(status: int) -> bool:
+    return status in RETRIED_STATUSES or status >= 512
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    try:
+        return max(0.0, float(headers.get("Retry-After", "")))
+    except ValueError:
+        return None
+
+
+def _interval(headers: Mapping[str, str]) -> float | None:
+    try:
+        value = float(headers.get("X-GitLab-Trace-Update-Interval", ""))
+    except ValueError:
+        return None
+    return min(value, 900.0) if value > 0 else None
+
+
+def _range_end(header: str | None) -> int | None:
+    if not header:
+        return None
+    _, sep, end = header.partition("-")
+    return int(end) if sep and end.strip().isdigit() else None
+
+
+def _message(answer: _Answer) -> str:
+    decoded = answer.json()
+    if isinstance(decoded, dict) and isinstance(decoded.get("message"), str):
+        return str(decoded["message"])
+    return answer.body[:200].decode("utf-8", "replace").strip()
+
+
+def _registration(answer: _Answer, *, token_default: str | None) -> Registration:
+    decoded = answer.json()
+    if not isinstance(decoded, dict):
+        decoded = {}
+    token = decoded.get("token") or token_default
+    runner_id = decoded.get("id", 0)
+    if not isinstance(token, str) or not isinstance(runner_id, int):
+        raise Rejected(answer.status, "registering the runner", "the reply has no token")
+    expires = decoded.get("token_expires_at")
+    return Registration(runner_id, token, expires if isinstance(expires, str) else None)

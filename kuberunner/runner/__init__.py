@@ -1,0 +1,1 @@
+"""`kuberunner run` and its companions (register, verify, unregister, list): a GitLab runner."""
