@@ -15,10 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import re
 import resource
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -216,12 +219,26 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, action="append")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--tracemalloc", action="store_true", help="print where Python memory is, mid-batch")
+    parser.add_argument("--result-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = args.jobs or [10, 50, 200]
     lines = int(args.seconds * 10)
 
-    with ClusterProcess() as cluster:
-        found = asyncio.run(run_all(cluster, sizes, lines, args.tracemalloc))
+    if len(sizes) > 1:
+        found = {}
+        for jobs in sizes:  # a fresh runner process each, so no batch inherits another's memory
+            with tempfile.TemporaryDirectory(prefix="kr-bench-conc-") as tmp:
+                out = Path(tmp) / "found.json"
+                extra = ["--tracemalloc"] if args.tracemalloc else []
+                child = [sys.executable, __file__, "--jobs", str(jobs), "--seconds", str(args.seconds)]
+                subprocess.run([*child, "--result-file", str(out), *extra], check=True)
+                found.update(json.loads(out.read_text()))
+    else:
+        with ClusterProcess() as cluster:
+            found = asyncio.run(run_all(cluster, sizes, lines, args.tracemalloc))
+        if args.result_file is not None:
+            args.result_file.write_text(json.dumps(found))
+            return
 
     rows: list[list[object]] = []
     for jobs, data in found.items():

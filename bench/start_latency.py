@@ -3,8 +3,8 @@
 `kuberunner exec` runs as a user runs it (a subprocess, output to a pipe); the arrival time of each
 of its lines splits the wait into phases:
 
-- process start: exec() to "Running with kuberunner" (interpreter, imports, config; with the
-  in-process embedded cluster, starting that cluster too);
+- process start: exec() to "Running with kuberunner" (interpreter, imports, config, API client;
+  with the in-process embedded cluster, starting that cluster too);
 - pod creation to Running: "Using Kubernetes namespace" to "Running on <pod>";
 - first stage: "Running on" to the job's first byte (the echo of its first command), itself split
   into opening the log reader + get_sources, and step_script's start to its first byte.
@@ -97,7 +97,6 @@ def runner_once(workdir: Path, kubeconfig: Path | None) -> dict[str, float]:
     t = {name: (when or 0.0) - start for name, when in at.items()}
     return {
         "process start": t["running_with"],
-        "client and job setup": t["namespace"] - t["running_with"],
         "pod creation to Running": t["running_on"] - t["namespace"],
         "first stage: log reader + get_sources": t["step_script"] - t["running_on"],
         "first stage: step_script to first byte": t["first_byte"] - t["step_script"],

@@ -146,6 +146,7 @@ def executor_settings(runner: RunnerEntry | None, namespace: str) -> ExecutorSet
         pod_start_timeout=float(k8s.poll_timeout),
         log_transport=k8s.log_transport,
         memory_limit=k8s.memory_limit,
+        helper_image=k8s.helper_image,
         api_budget=float(k8s.api_unreachable_timeout),
     )
 

@@ -8,12 +8,18 @@ stays bounded whatever the job prints: at most (longest masked value - 1) bytes 
 
 Runner lines take their colour from `level` (GitLab Runner's colours); the text is written as given,
 so a caller writes "ERROR: Job failed: exit code 3" itself.
+
+Sections (GitLab's collapsible stages) are in-band: `section_start:<unix seconds>:<name>\r\x1b[0K`
+opens the header line, `section_end:<unix seconds>:<name>\r\x1b[0K` follows the stage's output on a
+line of its own. A terminal shows neither (the carriage return and erase-line hide them), so the line
+that follows a marker continues right after it, as in GitLab Runner's traces.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Literal, Protocol
@@ -31,6 +37,8 @@ _COLORS: dict[str, bytes] = {
     "error": b"\x1b[31;1m",
 }
 _RESET = b"\x1b[0;m"
+_ERASE_LINE = b"\r\x1b[0K"
+_SECTION_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def limit_notice(limit: int) -> str:
@@ -168,9 +176,12 @@ class Trace:
         color: bool = False,
         masked: Iterable[str] = (),
         output_limit: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """`output_limit` is in bytes of job output (config.toml's KiB times 1024); None: no limit."""
+        """`output_limit` is in bytes of job output (config.toml's KiB times 1024); None: no limit.
+        `clock` gives the Unix time stamped on section markers (tests fix it)."""
         self._color = color
+        self._clock = clock
         self._masker = Masker(masked)
         self._limit = output_limit
         self._sinks: list[Sink] = []
@@ -209,6 +220,17 @@ class Trace:
         self.flush()
         self._line(text, level)
 
+    def section_start(self, name: str, header: str, *, level: Level = "info") -> None:
+        """Open section `name` (GitLab folds it in its UI) with `header` as its first, runner line."""
+        self.flush()
+        self._section_marker("section_start", name)
+        self._line(header, level)
+
+    def section_end(self, name: str) -> None:
+        """Close section `name` after everything its stage wrote, on a new line like any runner line."""
+        self.flush()
+        self._section_marker("section_end", name)
+
     def close(self) -> None:
         self.flush()
         for sink in self._sinks:
@@ -243,6 +265,14 @@ class Trace:
         reset = _RESET if color else b""
         newline_first = b"" if self._at_line_start else b"\n"
         self._write(newline_first + color + body + reset + b"\n")
+
+    def _section_marker(self, kind: str, name: str) -> None:
+        if not _SECTION_NAME.fullmatch(name):
+            raise ValueError(f"section names are [A-Za-z0-9_.-]+, not {name!r}")
+        newline_first = b"" if self._at_line_start else b"\n"
+        self._write(newline_first + f"{kind}:{int(self._clock())}:{name}".encode() + _ERASE_LINE)
+        # The marker hides itself, so what follows it still starts its line.
+        self._at_line_start = True
 
     def _write(self, data: bytes) -> None:
         for sink in self._sinks:

@@ -275,3 +275,64 @@ def test_a_trace_file_that_cannot_be_created_is_bad_input(tmp_path: Path) -> Non
     with pytest.raises(BadInput) as caught:
         FileSink(path)
     assert str(caught.value) == f"{path}: cannot write the trace file: No such file or directory"
+
+
+class Clock:
+    """Unix time that a test moves by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("job", "before_end"),
+    [
+        pytest.param(b"hello\n", b"hello\n", id="after-newline"),
+        pytest.param(b"no newline", b"no newline\n", id="after-partial-line"),
+        pytest.param(b"", b"", id="no-output"),
+    ],
+)
+def test_section_bytes_as_gitlab_renders_them(job: bytes, before_end: bytes) -> None:
+    clock = Clock(1700000000.75)
+    trace, sink = make(clock=clock, color=True)
+    trace.job_output(b"earlier output")
+    trace.section_start("step_script", 'Executing "step_script" stage of the job script')
+    trace.job_output(job)
+    clock.now = 1700000003.2
+    trace.section_end("step_script")
+    trace.runner_line("Job succeeded", level="success")
+    assert sink.data == (
+        b"earlier output\n"
+        b"section_start:1700000000:step_script\r\x1b[0K"
+        b'Executing "step_script" stage of the job script\n'
+        + before_end
+        + b"section_end:1700000003:step_script\r\x1b[0K"
+        b"\x1b[32;1mJob succeeded\x1b[0;m\n"
+    )
+
+
+def test_sections_back_to_back_and_masked_output_flushed_inside() -> None:
+    trace, sink = make(clock=Clock(5), masked=["password"])
+    trace.section_start("get_sources", "Preparing the project directory")
+    trace.section_end("get_sources")
+    trace.section_start("step_script", "Running")
+    trace.job_output(b"passw")  # held back: it might become the masked value
+    trace.section_end("step_script")
+    trace.close()
+    assert sink.data == (
+        b"section_start:5:get_sources\r\x1b[0KPreparing the project directory\n"
+        b"section_end:5:get_sources\r\x1b[0K"
+        b"section_start:5:step_script\r\x1b[0KRunning\n"
+        b"passw\n"
+        b"section_end:5:step_script\r\x1b[0K"
+    )
+
+
+def test_a_section_name_gitlab_cannot_parse_is_refused() -> None:
+    trace, sink = make()
+    with pytest.raises(ValueError, match="section names"):
+        trace.section_end("step script\n")
+    assert sink.data == b""

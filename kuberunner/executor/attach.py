@@ -2,6 +2,12 @@
 
 The stage's exit code comes only from its marker, whose nonce the job cannot read; the output is
 read through the `file` transport from a byte offset that survives reconnects.
+
+A stage's start and kill lines go to the PID 1 of the container the job's `StagePlan` names for
+it (`build`, or `helper` for a GitLab job's get_sources). With the `file` transport every container
+appends to the one log file on the shared logs volume, read from the build container. With the
+`kubelet` transport each container's stdout is its own container log, so each container has its
+own reader and marker scanner; stages run one at a time, so the trace still gets the output in order.
 """
 
 from __future__ import annotations
@@ -11,10 +17,11 @@ import contextlib
 import logging
 import secrets
 
-from kuberunner.executor import podhealth, retrying
+from kuberunner.executor import retrying
 from kuberunner.executor.backoff import Backoff
 from kuberunner.executor.file_transport import FileLogReader, TransportError
 from kuberunner.executor.kubelet_transport import KubeletLogReader
+from kuberunner.executor.stages import BUILD_CONTAINER
 from kuberunner.executor.strategy import Exited, JobContext, Lost, StageEnd, Stopped
 from kuberunner.executor.waiting import first_of
 from kuberunner.kube import streams
@@ -29,20 +36,25 @@ class AttachStrategy:
     name = "attach"
 
     def __init__(self) -> None:
-        self._scanner = MarkerScanner()
+        self._scanners: dict[str, MarkerScanner] = {}
+        """One per output stream, by the container it is read from."""
         self._exits: dict[str, asyncio.Future[int]] = {}
-        self._pump: asyncio.Task[None] | None = None
+        self._pumps: list[asyncio.Task[None]] = []
 
     async def open(self, job: JobContext) -> None:
         if job.settings.log_transport == "file":
             await _check_exec_allowed(job)
-        self._pump = asyncio.create_task(self._pump_output(job), name=f"{job.state.pod}: output")
+        for stream in _streams(job):
+            self._scanners[stream] = MarkerScanner()
+            name = f"{job.state.pod}: output of {stream}"
+            self._pumps.append(asyncio.create_task(self._pump_output(job, stream), name=name))
 
     async def close(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
+        for pump in self._pumps:
+            pump.cancel()
+        for pump in self._pumps:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
+                await pump
 
     async def run_stage(self, job: JobContext, stage: str, *, deadline: float) -> StageEnd:
         loop = asyncio.get_running_loop()
@@ -50,33 +62,35 @@ class AttachStrategy:
         exited: asyncio.Future[int] = loop.create_future()
         self._exits[stage] = exited
         job.state.stage, job.state.nonce = stage, nonce
-        self._scanner.expect(stage=stage, nonce=nonce)
+        self._scanners[_stream_of(job, stage)].expect(stage=stage, nonce=nonce)
+        container = job.plan.container(stage)
         paths = job.settings.paths
         to_log_file = job.settings.log_transport == "file"
         line = commands.start_stage(
             paths=paths, stage=stage, nonce=nonce, token=token, to_log_file=to_log_file
         )
-        await _write_stdin(job, line)
+        await _write_stdin(job, container, line)
         done = await first_of([exited, job.broken, job.cancel.wait()], within=deadline - loop.time())
         if exited in done:
             return Exited(exited.result())
         if job.broken in done:
             return Lost(job.broken.result())
-        await _write_stdin(job, commands.kill_stage(paths=paths, token=token))
+        await _write_stdin(job, container, commands.kill_stage(paths=paths, token=token))
         await first_of([exited, job.broken], within=job.settings.kill_grace)
         return Stopped(canceled=job.cancel.is_set())
 
-    async def _pump_output(self, job: JobContext) -> None:
-        reader = _reader(job)
+    async def _pump_output(self, job: JobContext, stream: str) -> None:
+        reader = _reader(job, stream)
+        scanner = self._scanners[stream]
         try:
             async for chunk in reader.chunks():
                 if isinstance(reader, FileLogReader):
                     job.state.offset = reader.offset
-                self._dispatch(job, self._scanner.feed(chunk))
+                self._dispatch(job, scanner.feed(chunk))
         except TransportError as exc:
             job.mark_broken(str(exc))
         finally:
-            self._dispatch(job, self._scanner.flush())
+            self._dispatch(job, scanner.flush())
 
     def _dispatch(self, job: JobContext, events: list[JobOutput | StageExited]) -> None:
         for event in events:
@@ -88,21 +102,30 @@ class AttachStrategy:
                 future.set_result(event.exit_code)
 
 
-def _reader(job: JobContext) -> FileLogReader | KubeletLogReader:
+def _streams(job: JobContext) -> tuple[str, ...]:
+    """The containers whose output is read: the one holding the shared log file, or every container."""
+    return job.plan.containers if job.settings.log_transport == "kubelet" else (BUILD_CONTAINER,)
+
+
+def _stream_of(job: JobContext, stage: str) -> str:
+    return job.plan.container(stage) if job.settings.log_transport == "kubelet" else BUILD_CONTAINER
+
+
+def _reader(job: JobContext, container: str) -> FileLogReader | KubeletLogReader:
     backoff = Backoff(budget=job.settings.api_budget)
     if job.settings.log_transport == "kubelet":
         return KubeletLogReader(
             client=job.client,
             namespace=job.state.namespace,
             pod=job.state.pod,
-            container=podhealth.BUILD_CONTAINER,
+            container=container,
             backoff=backoff,
         )
     return FileLogReader(
         client=job.client,
         namespace=job.state.namespace,
         pod=job.state.pod,
-        container=podhealth.BUILD_CONTAINER,
+        container=container,
         path=job.settings.paths.log_file,
         offset=job.state.offset,
         backoff=backoff,
@@ -117,7 +140,7 @@ async def _check_exec_allowed(job: JobContext) -> None:
             job.client,
             namespace=job.state.namespace,
             pod=job.state.pod,
-            container=podhealth.BUILD_CONTAINER,
+            container=BUILD_CONTAINER,
             command=["true"],
         )
         async with session:
@@ -132,8 +155,8 @@ async def _check_exec_allowed(job: JobContext) -> None:
         ) from exc
 
 
-async def _write_stdin(job: JobContext, data: bytes) -> None:
-    """Write one command line to PID 1, again and again until it surely arrived.
+async def _write_stdin(job: JobContext, container: str, data: bytes) -> None:
+    """Write one command line to the PID 1 of `container`, again and again until it surely arrived.
 
     The lines are idempotent (see `shell.commands`), so a write whose fate a dropped connection
     left unknown is simply repeated. A pod that broke meanwhile ends the tries: the stage's wait
@@ -147,7 +170,7 @@ async def _write_stdin(job: JobContext, data: bytes) -> None:
                 job.client,
                 namespace=job.state.namespace,
                 pod=job.state.pod,
-                container=podhealth.BUILD_CONTAINER,
+                container=container,
                 data=data,
             )
             return

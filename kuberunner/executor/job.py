@@ -1,7 +1,8 @@
 """One job's flow, from pod creation to deletion, whatever strategy runs its stages.
 
 What the bytes are lives in `shell`, how they travel in `kube` and the strategies, how the ending
-is judged in `results.decide`. The strategy is chosen once, here.
+is judged in `results.decide`. The strategy and the stage plan (the pod's containers, which one runs
+each stage) are chosen once, here. Each stage is a trace section, as GitLab folds them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from kuberunner.executor import podhealth, retrying
@@ -20,6 +22,7 @@ from kuberunner.executor.legacy_exec import LegacyExecStrategy
 from kuberunner.executor.podspec import PodDesign, build_pod, build_secret
 from kuberunner.executor.results import JobResult, Observation, decide
 from kuberunner.executor.settings import ExecutorSettings
+from kuberunner.executor.stages import HELPER_CONTAINER, USER_STAGES, StagePlan
 from kuberunner.executor.strategy import Exited, JobContext, JobState, Lost, Stopped, Strategy
 from kuberunner.executor.waiting import first_of
 from kuberunner.job.spec import JobSpec
@@ -30,7 +33,6 @@ from kuberunner.trace import Trace
 
 log = logging.getLogger(__name__)
 
-USER_STAGES = ("get_sources", "step_script")
 LEGACY_FLAG = "FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY"
 
 
@@ -63,7 +65,8 @@ class JobRequest:
     legacy_exec: bool = False
     """FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY, already resolved from env, config and variables."""
     git: GitSource | None = None
-    """When set, get_sources fetches the project with git instead of unpacking `project_archive`."""
+    """When set, get_sources fetches the project with git, in the pod's `helper` container, instead
+    of unpacking `project_archive` in the build container."""
     variable_files: tuple[tuple[str, bytes], ...] = ()
     """`file: true` variables (KEY, content): delivered with the scripts; $KEY holds the path."""
 
@@ -84,7 +87,12 @@ async def run_job(
     deadline = loop.time() + request.timeout
     strategy = choose_strategy(request)
     job = JobContext(
-        client, settings, trace, JobState(settings.namespace, _pod_name(settings, request)), cancel
+        client=client,
+        settings=settings,
+        trace=trace,
+        state=JobState(settings.namespace, _pod_name(settings, request)),
+        cancel=cancel,
+        plan=StagePlan(git_sources=request.git is not None),
     )
     trace.runner_line(f"Using Kubernetes namespace: {settings.namespace}")
     trace.runner_line(f"Using {strategy.name} strategy to execute scripts...")
@@ -121,9 +129,8 @@ async def _run_user_stages(
 ) -> Observation:
     codes: list[int | None] = []
     for stage in USER_STAGES:
-        if stage == "step_script":
-            job.trace.runner_line('Executing "step_script" stage of the job script')
-        end = await strategy.run_stage(job, stage, deadline=deadline)
+        with _section(job, stage):
+            end = await strategy.run_stage(job, stage, deadline=deadline)
         match end:
             case Exited(exit_code=code):
                 codes.append(code)
@@ -140,12 +147,22 @@ async def _run_user_stages(
     return Observation(tuple(codes))
 
 
+@contextlib.contextmanager
+def _section(job: JobContext, stage: str) -> Iterator[None]:
+    """The stage's trace section: its header, then its output, closed whatever happens."""
+    job.trace.section_start(stage, job.plan.header(stage))
+    try:
+        yield
+    finally:
+        job.trace.section_end(stage)
+
+
 async def _run_after_script(job: JobContext, strategy: Strategy) -> None:
-    job.trace.runner_line("Running after_script")
     loop = asyncio.get_running_loop()
-    end = await strategy.run_stage(
-        job, "after_script", deadline=loop.time() + job.settings.after_script_timeout
-    )
+    with _section(job, "after_script"):
+        end = await strategy.run_stage(
+            job, "after_script", deadline=loop.time() + job.settings.after_script_timeout
+        )
     match end:
         case Exited(exit_code=0):
             pass
@@ -167,16 +184,19 @@ def _pod_name(settings: ExecutorSettings, request: JobRequest) -> str:
 
 async def _create_pod(job: JobContext, request: JobRequest) -> None:
     settings = job.settings
+    image = request.job.image or settings.image
+    helper = HELPER_CONTAINER in job.plan.containers
     design = PodDesign(
         name=job.state.pod,
         namespace=settings.namespace,
-        image=request.job.image or settings.image,
+        image=image,
         runner_name=settings.runner_name,
         job_id=request.job_id,
         job_name=request.job.name,
         paths=settings.paths,
         active_deadline_seconds=int(request.timeout + settings.after_script_timeout + 60),
         memory_limit=settings.memory_limit,
+        helper_image=(settings.helper_image or image) if helper else None,
     )
     client, namespace, budget = job.client, settings.namespace, settings.api_budget
     pod_body = build_pod(design)
@@ -235,8 +255,7 @@ def _get_sources(request: JobRequest, archive_path: str) -> str:
             archive=archive_path if request.project_archive is not None else None,
             project_dir=request.project_dir,
         )
-    # The first step: git runs in the build container (the job image needs git); a helper container
-    # sharing the builds volume is the goal.
+    # Runs in the helper container (see `stages`), which shares the builds volume with the build one.
     return render.render_git_sources(
         repo_url=git.repo_url,
         ref=git.ref,
@@ -250,7 +269,7 @@ def _get_sources(request: JobRequest, archive_path: str) -> str:
 
 
 async def _wait_for_running(job: JobContext, request: JobRequest, *, deadline: float) -> Observation | None:
-    """None once the build container runs; otherwise how the job ended before it could start."""
+    """None once every container runs; otherwise how the job ended before it could start."""
     loop = asyncio.get_running_loop()
     limit = min(deadline, loop.time() + job.settings.pod_start_timeout)
     name = f"{job.state.namespace}/{job.state.pod}"
@@ -263,7 +282,7 @@ async def _wait_for_running(job: JobContext, request: JobRequest, *, deadline: f
             try:
                 async for event_type, pod in job.client.watch_pod(job.state.namespace, job.state.pod):
                     backoff.healthy()
-                    state = podhealth.assess(event_type, pod)
+                    state = podhealth.assess(event_type, pod, containers=job.plan.containers)
                     if isinstance(state, podhealth.Ready):
                         return None
                     if isinstance(state, podhealth.Broken):
@@ -302,6 +321,7 @@ async def _watch_health(job: JobContext) -> None:
         namespace=job.state.namespace,
         name=job.state.pod,
         backoff=Backoff(budget=job.settings.api_budget),
+        containers=job.plan.containers,
     )
     job.mark_broken(reason)
 

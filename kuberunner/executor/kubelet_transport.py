@@ -17,7 +17,14 @@ from kuberunner.executor.file_transport import TransportError
 from kuberunner.executor.kubelet_records import MalformedLog, RecordParser, ResumePoint
 from kuberunner.kube import streams
 from kuberunner.kube.client import KubeClient
-from kuberunner.kube.errors import ApiStatusError, ApiUnreachable, Forbidden, NotFound, StreamLost
+from kuberunner.kube.errors import (
+    ApiStatusError,
+    ApiUnreachable,
+    Forbidden,
+    NotFound,
+    StreamIdle,
+    StreamLost,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +73,11 @@ class KubeletLogReader:
                 if tail:
                     yield tail
                 reason = "the log stream ended"
+            except StreamIdle as exc:
+                # The API answered; the container was just quiet (a helper container is, for most of
+                # the job): not a failure that may use up the unreachable budget.
+                self._backoff.healthy()
+                reason = str(exc)
             except (ApiUnreachable, StreamLost) as exc:
                 reason = str(exc)
             except Forbidden as exc:

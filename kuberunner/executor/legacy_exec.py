@@ -2,7 +2,8 @@
 
 Its output flows over that connection and its exit code comes from the exec's status, as before
 the seed. A connection lost mid-stage loses the stage: that is reported as a system failure whose
-outcome is unknown, never as a success or a script failure.
+outcome is unknown, never as a success or a script failure. Each stage is exec'd, and killed, in the
+container the job's `StagePlan` names for it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import asyncio
 import contextlib
 import secrets
 
-from kuberunner.executor import podhealth
 from kuberunner.executor.strategy import Exited, JobContext, Lost, StageEnd, Stopped
 from kuberunner.executor.waiting import first_of
 from kuberunner.kube import channels, streams
@@ -42,14 +42,15 @@ class LegacyExecStrategy:
         token = secrets.token_hex(8)
         job.state.stage = stage
         command = ["sh", "-c", _RUN_SCRIPT, "kuberunner-stage", token, job.settings.paths.script(stage)]
-        running = asyncio.ensure_future(self._exec(job, command))
+        container = job.plan.container(stage)
+        running = asyncio.ensure_future(self._exec(job, container, command))
         try:
             done = await first_of([running, job.broken, job.cancel.wait()], within=deadline - loop.time())
             if running in done:
                 return running.result()
             if job.broken in done:
                 return Lost(job.broken.result())
-            await self._kill(job, token)
+            await self._kill(job, container, token)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(running), job.settings.kill_grace)
             return Stopped(canceled=job.cancel.is_set())
@@ -58,13 +59,13 @@ class LegacyExecStrategy:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await running
 
-    async def _exec(self, job: JobContext, command: list[str]) -> StageEnd:
+    async def _exec(self, job: JobContext, container: str, command: list[str]) -> StageEnd:
         try:
             session = await streams.open_exec(
                 job.client,
                 namespace=job.state.namespace,
                 pod=job.state.pod,
-                container=podhealth.BUILD_CONTAINER,
+                container=container,
                 command=command,
             )
             async with session:
@@ -75,18 +76,18 @@ class LegacyExecStrategy:
         except StreamLost:
             return Lost(CONNECTION_LOST)
         except ExecStartError as exc:
-            return Lost(f"cannot start the stage in the build container: {exc}")
+            return Lost(f"cannot start the stage in the {container} container: {exc}")
         except KubeError as exc:
             return Lost(f"Kubernetes API: {exc}")
 
-    async def _kill(self, job: JobContext, token: str) -> None:
+    async def _kill(self, job: JobContext, container: str, token: str) -> None:
         script = job.settings.paths.script("kill_stage")
         with contextlib.suppress(KubeError):
             session = await streams.open_exec(
                 job.client,
                 namespace=job.state.namespace,
                 pod=job.state.pod,
-                container=podhealth.BUILD_CONTAINER,
+                container=container,
                 command=["sh", script, token],
             )
             async with session:

@@ -1,4 +1,9 @@
-"""The build pod and its scripts Secret, as Kubernetes JSON, for the attach strategy.
+"""The job's pod and its scripts Secret, as Kubernetes JSON.
+
+The `build` container runs the job image; a GitLab job adds the `helper` container (see
+`executor.stages`). Both have the same PID 1, a shell reading stdin, and mount the same scripts,
+logs and builds volumes, so a stage runs the same way in either and the helper's clone is the
+build container's project directory.
 
 The Secret is created after the pod and owned by it (ownerReference to the pod's uid), so the
 cluster deletes it with the pod and no crash of ours between two calls can leak it; the kubelet
@@ -12,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kuberunner.executor.stages import BUILD_CONTAINER, HELPER_CONTAINER
 from kuberunner.shell.layout import DETECT_SHELL, PodPaths
 
 RUNNER_LABEL = "kuberunner.io/runner"
@@ -31,6 +37,8 @@ class PodDesign:
     active_deadline_seconds: int | None = None
     memory_limit: str | None = None
     """`resources.limits.memory` of the build container, as config.toml's `memory_limit`."""
+    helper_image: str | None = None
+    """When set, the pod gets a `helper` container running this image."""
 
 
 def secret_name(pod_name: str) -> str:
@@ -38,33 +46,22 @@ def secret_name(pod_name: str) -> str:
 
 
 def build_pod(design: PodDesign) -> dict[str, Any]:
-    paths = design.paths
+    build = _container(BUILD_CONTAINER, design.image, design.paths)
+    if design.memory_limit is not None:
+        build["resources"] = {"limits": {"memory": design.memory_limit}}
+    containers = [build]
+    if design.helper_image is not None:
+        containers.append(_container(HELPER_CONTAINER, design.helper_image, design.paths))
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": 0,
-        "containers": [
-            {
-                "name": "build",
-                "image": design.image,
-                "command": ["sh", "-c", DETECT_SHELL],
-                "stdin": True,
-                "stdinOnce": False,
-                "tty": False,
-                "volumeMounts": [
-                    {"name": "scripts", "mountPath": paths.scripts_dir, "readOnly": True},
-                    {"name": "logs", "mountPath": paths.logs_dir},
-                    {"name": "builds", "mountPath": paths.builds_dir},
-                ],
-            }
-        ],
+        "containers": containers,
         "volumes": [
             {"name": "scripts", "secret": {"secretName": secret_name(design.name), "defaultMode": 0o755}},
             {"name": "logs", "emptyDir": {}},
             {"name": "builds", "emptyDir": {}},
         ],
     }
-    if design.memory_limit is not None:
-        spec["containers"][0]["resources"] = {"limits": {"memory": design.memory_limit}}
     if design.active_deadline_seconds is not None:
         spec["activeDeadlineSeconds"] = design.active_deadline_seconds
     return {
@@ -80,6 +77,23 @@ def build_pod(design: PodDesign) -> dict[str, Any]:
             "annotations": {JOB_NAME_ANNOTATION: design.job_name},
         },
         "spec": spec,
+    }
+
+
+def _container(name: str, image: str, paths: PodPaths) -> dict[str, Any]:
+    """PID 1 reads commands from stdin; stdinOnce false so the runner can attach again after a drop."""
+    return {
+        "name": name,
+        "image": image,
+        "command": ["sh", "-c", DETECT_SHELL],
+        "stdin": True,
+        "stdinOnce": False,
+        "tty": False,
+        "volumeMounts": [
+            {"name": "scripts", "mountPath": paths.scripts_dir, "readOnly": True},
+            {"name": "logs", "mountPath": paths.logs_dir},
+            {"name": "builds", "mountPath": paths.builds_dir},
+        ],
     }
 
 

@@ -29,6 +29,10 @@ class ExecutorSettings:
     log_transport: Literal["file", "kubelet"] = "file"
     """`file` reads the log file through pods/exec: exact and live. `kubelet` reads pods/log, for
     clusters that forbid exec; partial lines then show when their newline arrives."""
+    helper_image: str | None = None
+    """The image of the `helper` container that fetches a GitLab job's sources (it needs git and a
+    POSIX shell), config.toml's `helper_image`. None: the build image, which the embedded cluster
+    runs on the host anyway."""
     memory_limit: str | None = None
     """The build container's memory limit (a Kubernetes quantity), GitLab's `memory_limit`."""
     paths: PodPaths = field(default_factory=PodPaths)

@@ -3,7 +3,8 @@
 `attach` (the default) writes one line per stage into PID 1's stdin and reads the log file;
 `legacy_exec` (FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY) runs each stage as a pods/exec whose
 connection carries the output. The flow in `job` picks one strategy object once and never asks the
-feature flag again.
+feature flag again. Which container a stage runs in comes from the job's `StagePlan`, also decided
+once; a strategy starts, reads and kills every stage the same way in whichever container it is.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from kuberunner.executor.settings import ExecutorSettings
+from kuberunner.executor.stages import StagePlan
 from kuberunner.kube.client import KubeClient
 from kuberunner.trace import Trace
 
@@ -61,6 +63,8 @@ class JobContext:
     trace: Trace
     state: JobState
     cancel: asyncio.Event
+    plan: StagePlan
+    """The pod's containers and where each stage runs."""
     broken: asyncio.Future[str] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     """Set once with the reason when the pod can no longer run the job."""
 
@@ -74,7 +78,7 @@ class Strategy(Protocol):
     """As the trace says it: "Using {name} to execute scripts..."."""
 
     async def open(self, job: JobContext) -> None:
-        """The build container runs: start whatever outlives single stages (log readers)."""
+        """Every container runs: start whatever outlives single stages (log readers)."""
         ...
 
     async def run_stage(self, job: JobContext, stage: str, *, deadline: float) -> StageEnd:

@@ -44,7 +44,7 @@ FEATURES: dict[str, bool] = {
     "vault_secrets": False, "cancelable": True, "return_exit_code": True, "service_variables": False,
     "service_multiple_aliases": False, "image_executor_opts": False, "service_executor_opts": False,
     "cancel_gracefully": True, "native_steps_integration": False, "two_phase_job_commit": False,
-    "job_inputs": False,
+    "job_inputs": False, "trace_sections": True,
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -106,12 +107,34 @@ class Running:
         return Done(self.process.returncode, outputs[0], outputs[1].decode(errors="replace"), self.trace())
 
 
+SECTION_MARKER = re.compile(rb"section_(?:start|end):[0-9]+:[A-Za-z0-9_.-]+\r\x1b\[0K")
+_STAMP = re.compile(rb"(section_(?:start|end)):[0-9]+:")
+
+
+def unstamped(trace: bytes) -> bytes:
+    """The trace with every section marker's Unix time replaced by `T`, for exact comparisons."""
+    return _STAMP.sub(rb"\1:T:", trace)
+
+
+def without_sections(trace: bytes) -> bytes:
+    """The trace as a terminal shows it: the section markers (which hide themselves there) removed."""
+    return SECTION_MARKER.sub(b"", trace)
+
+
+def section_start(name: str, header: str) -> bytes:
+    """A section's opening as `unstamped` shows it (the header uncoloured, as with --no-color)."""
+    return b"section_start:T:" + name.encode() + b"\r\x1b[0K" + header.encode() + b"\n"
+
+
+def section_end(name: str) -> bytes:
+    return b"section_end:T:" + name.encode() + b"\r\x1b[0K"
+
+
 def job_bytes(trace: bytes) -> bytes:
-    """The job's own bytes: what lies between the step_script start line and the next runner line."""
-    start = trace.index(b'Executing "step_script" stage of the job script\n') + len(
-        b'Executing "step_script" stage of the job script\n'
-    )
-    return trace[start:]
+    """The job's own bytes: what lies between the step_script header and the end of its section."""
+    header = b'Executing "step_script" stage of the job script\n'
+    start = trace.index(header) + len(header)
+    return trace[start : trace.index(b"section_end:", start)]
 
 
 def pipeline(**keywords: object) -> str:

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from .execution import BIN, Cluster, Running, Target, pipeline, run_exec
+from .execution import (
+    BIN,
+    Cluster,
+    Running,
+    Target,
+    pipeline,
+    run_exec,
+    section_end,
+    section_start,
+    unstamped,
+    without_sections,
+)
+
+STEP_SCRIPT = 'Executing "step_script" stage of the job script'
 
 
 def echo(command: str) -> bytes:
@@ -17,10 +31,23 @@ def echo(command: str) -> bytes:
 
 
 def test_success(target: Target, tmp_path: Path) -> None:
+    before = int(time.time())
     done = run_exec(target.cluster, tmp_path, "job:\n  script:\n    - echo hello\n", *target.args)
+    after = int(time.time())
     assert done.status == 0, done.stderr
-    assert echo("echo hello") + b"hello\nJob succeeded\n" in done.trace
     assert done.stdout == done.trace
+    # Each stage is a section GitLab can fold, its end on a line of its own before the next runner line.
+    assert unstamped(done.trace).endswith(
+        section_start("get_sources", "Preparing the project directory")
+        + section_end("get_sources")
+        + section_start("step_script", STEP_SCRIPT)
+        + echo("echo hello")
+        + b"hello\n"
+        + section_end("step_script")
+        + b"Job succeeded\n"
+    )
+    stamps = [int(t) for t in re.findall(rb"section_(?:start|end):([0-9]+):", done.trace)]
+    assert len(stamps) == 4 and all(before <= t <= after for t in stamps), stamps
 
 
 def test_exit_code_is_a_script_failure_and_after_script_runs(target: Target, tmp_path: Path) -> None:
@@ -35,7 +62,14 @@ job:
 """
     done = run_exec(target.cluster, tmp_path, text, *target.args)
     assert done.status == 1
-    assert echo("echo before") + b"before\n" + echo("exit 3") + b"Running after_script\n" in done.trace
+    assert (
+        echo("echo before")
+        + b"before\n"
+        + echo("exit 3")
+        + section_end("step_script")
+        + section_start("after_script", "Running after_script")
+        in unstamped(done.trace)
+    )
     assert b"never" not in done.trace.replace(echo("echo never"), b"")
     assert b"after job\n" in done.trace
     assert done.trace.endswith(b"ERROR: Job failed: exit code 3\n")
@@ -55,7 +89,7 @@ def test_jobs_reading_stdin_or_leaving_background_processes_finish(target: Targe
     started = time.monotonic()
     done = run_exec(target.cluster, tmp_path, pipeline(script=script), *target.args, timeout=60)
     assert done.status == 0, done.trace
-    assert b"eof\n" in done.trace and b"end\nJob succeeded\n" in done.trace
+    assert b"eof\n" in done.trace and b"end\nJob succeeded\n" in without_sections(done.trace)
     assert time.monotonic() - started < 30
 
 
@@ -94,7 +128,7 @@ def test_partial_line_is_live(cluster: Cluster, tmp_path: Path) -> None:
     assert job.trace().endswith(echo(command) + b"start")
     done = job.finish(timeout=60)
     assert done.status == 0
-    assert done.trace.endswith(b"startend\nJob succeeded\n")
+    assert unstamped(done.trace).endswith(b"startend\n" + section_end("step_script") + b"Job succeeded\n")
 
 
 def kubectl(cluster: Cluster, *args: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import subprocess
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -41,7 +41,9 @@ def make_repository(root: Path) -> tuple[Path, list[str]]:
     return root / "repos", shas
 
 
-def git_handler(repos: Path, authorized: Callable[[str], bool]) -> Callable[[web.Request], object]:
+def git_handler(
+    repos: Path, authorized: Callable[[str], bool]
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         user_token = _basic_auth(request.headers.get("Authorization", ""))
         if user_token is None or user_token[0] != "gitlab-ci-token" or not authorized(user_token[1]):

@@ -15,11 +15,13 @@ from cli.execution import BIN, Cluster
 from .fake_gitlab import FakeGitLab, FakeJob
 
 
-def write_config(path: Path, *, url: str, token: str, concurrent: int = 4, extra: str = "") -> Path:
+def write_config(path: Path, *, url: str, token: str, concurrent: int = 4, extra: str = "",
+                 kubernetes: str = "") -> Path:
+    """`extra` goes into `[[runners]]`, `kubernetes` into `[runners.kubernetes]` (lines of TOML)."""
     path.write_text(
         f"concurrent = {concurrent}\ncheck_interval = 1\n\n[[runners]]\n  name = \"kuberunner\"\n"
         f"  url = \"{url}\"\n  token = \"{token}\"\n  executor = \"kubernetes\"\n{extra}"
-        "  [runners.kubernetes]\n    namespace = \"default\"\n"
+        f"  [runners.kubernetes]\n    namespace = \"default\"\n{kubernetes}"
     )
     return path
 
@@ -79,8 +81,8 @@ def script_job(*script: str, after: tuple[str, ...] = (), **extra: Any) -> dict[
 
 
 async def started_runner(gitlab: FakeGitLab, cluster: Cluster, tmp_path: Path, *, concurrent: int = 4,
-                         extra: str = "") -> RunnerProcess:
+                         extra: str = "", kubernetes: str = "") -> RunnerProcess:
     runner = gitlab.add_runner()
     config = write_config(tmp_path / "config.toml", url=gitlab.base_url, token=runner.token,
-                          concurrent=concurrent, extra=extra)
+                          concurrent=concurrent, extra=extra, kubernetes=kubernetes)
     return RunnerProcess(cluster, config)
