@@ -13,6 +13,7 @@ import logging
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 from kuberunner.executor import podhealth, retrying
 from kuberunner.executor.attach import AttachStrategy
@@ -20,7 +21,7 @@ from kuberunner.executor.backoff import Backoff
 from kuberunner.executor.file_transport import TransportError
 from kuberunner.executor.legacy_exec import LegacyExecStrategy
 from kuberunner.executor.podspec import PodDesign, build_pod, build_secret
-from kuberunner.executor.results import JobResult, Observation, decide
+from kuberunner.executor.results import JobResult, Observation, Success, decide
 from kuberunner.executor.settings import ExecutorSettings
 from kuberunner.executor.stages import HELPER_CONTAINER, USER_STAGES, StagePlan
 from kuberunner.executor.strategy import Exited, JobContext, JobState, Lost, Stopped, Strategy
@@ -69,6 +70,19 @@ class JobRequest:
     of unpacking `project_archive` in the build container."""
     variable_files: tuple[tuple[str, bytes], ...] = ()
     """`file: true` variables (KEY, content): delivered with the scripts; $KEY holds the path."""
+    after_script_timeout: float | None = None
+    """The after_script step's own timeout (GitLab's payload); None means the executor's default."""
+    after_script_when: Literal["always", "on_success", "on_failure"] = "always"
+    """When after_script runs; GitLab sends `always`, and a job can only narrow it."""
+
+
+def after_script_due(request: JobRequest, seen: Observation) -> bool:
+    """after_script runs after success, failure, timeout and cancel, unless its `when` says otherwise;
+    never when the pod itself is gone (a system failure)."""
+    if seen.system_error is not None or not request.job.after_script:
+        return False
+    succeeded = isinstance(decide(seen), Success)
+    return {"always": True, "on_success": succeeded, "on_failure": not succeeded}[request.after_script_when]
 
 
 def choose_strategy(request: JobRequest) -> Strategy:
@@ -108,8 +122,8 @@ async def run_job(
             health = asyncio.create_task(_watch_health(job), name=f"{job.state.pod}: health")
             await strategy.open(job)
             seen = await _run_user_stages(job, strategy, request, deadline=deadline)
-            if seen.system_error is None and request.job.after_script:
-                await _run_after_script(job, strategy)
+            if after_script_due(request, seen):
+                await _run_after_script(job, strategy, request.after_script_timeout)
     except KubeError as exc:
         seen = Observation(seen.exit_codes, system_error=f"Kubernetes API: {exc}")
     except TransportError as exc:
@@ -157,11 +171,11 @@ def _section(job: JobContext, stage: str) -> Iterator[None]:
         job.trace.section_end(stage)
 
 
-async def _run_after_script(job: JobContext, strategy: Strategy) -> None:
+async def _run_after_script(job: JobContext, strategy: Strategy, allowed: float | None) -> None:
     loop = asyncio.get_running_loop()
     with _section(job, "after_script"):
         end = await strategy.run_stage(
-            job, "after_script", deadline=loop.time() + job.settings.after_script_timeout
+            job, "after_script", deadline=loop.time() + (allowed or job.settings.after_script_timeout)
         )
     match end:
         case Exited(exit_code=0):

@@ -94,6 +94,8 @@ def translate(payload: JobPayload, *, runner: RunnerEntry, default_timeout: floa
         ),
         git=_git(payload, dict(variables)),
         variable_files=tuple(files.items()),
+        after_script_timeout=float(after.timeout) if after is not None and after.timeout else None,
+        after_script_when=after.when if after is not None else "always",
     )
     masked = {v.value.strip() for v in payload.variables if v.masked and v.value.strip()}
     masked.add(payload.token)

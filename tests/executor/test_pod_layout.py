@@ -107,3 +107,21 @@ def test_a_git_job_needs_both_containers(states: dict[str, dict[str, Any]], expe
 def test_an_archive_job_ignores_containers_it_does_not_have() -> None:
     state = pod(build=RUNNING, helper=KILLED)
     assert podhealth.assess("MODIFIED", state, containers=ARCHIVE.containers) == podhealth.Ready()
+
+
+def test_after_script_when_follows_the_job_result() -> None:
+    from kuberunner.executor.job import JobRequest, after_script_due
+    from kuberunner.executor.results import Observation
+    from kuberunner.job.spec import JobSpec
+
+    def due(when: str, seen: Observation) -> bool:
+        spec = JobSpec(name="j", script=("true",), after_script=("echo after",))
+        request = JobRequest(job=spec, job_id="1", variables=(), project_dir="/builds/p", project_archive=None,
+                             timeout=10, after_script_when=when)  # type: ignore[arg-type]
+        return after_script_due(request, seen)
+
+    passed, failed, lost = Observation((0, 0)), Observation((0, 3)), Observation((0,), system_error="pod gone")
+    assert [due("always", s) for s in (passed, failed, lost)] == [True, True, False]
+    assert [due("on_success", s) for s in (passed, failed)] == [True, False]
+    assert [due("on_failure", s) for s in (passed, failed)] == [False, True]
+    assert due("always", Observation((0,), timed_out_after=3)) is True
