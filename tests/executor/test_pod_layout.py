@@ -79,8 +79,11 @@ KILLED: dict[str, Any] = {"terminated": {"exitCode": 137, "reason": "Error"}}
 @pytest.mark.parametrize(
     ("states", "expected"),
     [
-        pytest.param({"build": RUNNING, "helper": CREATING}, podhealth.Waiting("Running: ContainerCreating"),
-                     id="helper-not-running-yet"),
+        pytest.param(
+            {"build": RUNNING, "helper": CREATING},
+            podhealth.Waiting("Running: ContainerCreating"),
+            id="helper-not-running-yet",
+        ),
         pytest.param({"build": RUNNING}, podhealth.Waiting("Running"), id="helper-not-reported-yet"),
         pytest.param({"build": RUNNING, "helper": RUNNING}, podhealth.Ready(), id="both-running"),
         pytest.param(
@@ -116,11 +119,22 @@ def test_after_script_when_follows_the_job_result() -> None:
 
     def due(when: str, seen: Observation) -> bool:
         spec = JobSpec(name="j", script=("true",), after_script=("echo after",))
-        request = JobRequest(job=spec, job_id="1", variables=(), project_dir="/builds/p", project_archive=None,
-                             timeout=10, after_script_when=when)  # type: ignore[arg-type]
+        request = JobRequest(
+            job=spec,
+            job_id="1",
+            variables=(),
+            project_dir="/builds/p",
+            project_archive=None,
+            timeout=10,
+            after_script_when=when,
+        )  # type: ignore[arg-type]
         return after_script_due(request, seen)
 
-    passed, failed, lost = Observation((0, 0)), Observation((0, 3)), Observation((0,), system_error="pod gone")
+    passed, failed, lost = (
+        Observation((0, 0)),
+        Observation((0, 3)),
+        Observation((0,), system_error="pod gone"),
+    )
     assert [due("always", s) for s in (passed, failed, lost)] == [True, True, False]
     assert [due("on_success", s) for s in (passed, failed)] == [True, False]
     assert [due("on_failure", s) for s in (passed, failed)] == [False, True]
