@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import click
 
@@ -136,7 +138,11 @@ def cluster_command(
 
 
 _CONFIG = click.option(
-    "-c", "--config", type=click.Path(path_type=Path), default=Path("config.toml"), show_default=True,
+    "-c",
+    "--config",
+    type=click.Path(path_type=Path),
+    default=Path("config.toml"),
+    show_default=True,
     help="GitLab Runner's config.toml.",
 )
 
@@ -149,8 +155,15 @@ _CONFIG = click.option(
 @click.option("--kubernetes-host", default="", help="[runners.kubernetes] host.")
 @click.option("--kubernetes-namespace", default="", help="[runners.kubernetes] namespace.")
 @click.option("--kubernetes-image", default="", help="[runners.kubernetes] image.")
-def register_command(config: Path, url: str, token: str, name: str, kubernetes_host: str,
-                     kubernetes_namespace: str, kubernetes_image: str) -> None:
+def register_command(
+    config: Path,
+    url: str,
+    token: str,
+    name: str,
+    kubernetes_host: str,
+    kubernetes_namespace: str,
+    kubernetes_image: str,
+) -> None:
     """Register (or verify) a runner with GitLab and add it to config.toml."""
     from kuberunner.runner.registration import RegisterOptions, register
 
@@ -204,13 +217,64 @@ def run_command(config: Path, kubeconfig: Path | None, context: str | None) -> N
     sys.exit(_run(lambda: run_runners(RunOptions(config=config, kubeconfig=kubeconfig, context=context))))
 
 
-def _run(make: object) -> int:
+@main.command("proxy")
+@click.option("--target", required=True, metavar="HOST:PORT", help="The API server to relay to.")
+@click.option("--listen", default="127.0.0.1:0", show_default=True, help="Where the proxy listens.")
+@click.option("--reset-every", type=float, metavar="SECONDS", help="Reset every connection this often.")
+@click.option("--black-hole-every", type=float, metavar="SECONDS", help="Start a black hole this often.")
+@click.option("--black-hole-for", type=float, default=3.0, show_default=True, metavar="SECONDS")
+@click.option("--kubeconfig", type=click.Path(path_type=Path), help="A kubeconfig to point at the proxy…")
+@click.option("--kubeconfig-out", type=click.Path(path_type=Path), help="…written here.")
+def proxy_command(
+    target: str,
+    listen: str,
+    reset_every: float | None,
+    black_hole_every: float | None,
+    black_hole_for: float,
+    kubeconfig: Path | None,
+    kubeconfig_out: Path | None,
+) -> None:
+    """A TCP fault proxy between a runner and an API server, like the seed's tcpkill.
+
+    SIGUSR1 resets every open connection, SIGUSR2 starts a black hole; Ctrl-C stops.
+    """
+    from kuberunner.faultproxy import FaultProxy, rewrite_kubeconfig
+    from kuberunner.faultproxy.run import run_proxy
+
+    if (kubeconfig is None) != (kubeconfig_out is None):
+        raise click.UsageError("--kubeconfig and --kubeconfig-out go together")
+
+    def ready(proxy: FaultProxy) -> None:
+        if kubeconfig is not None and kubeconfig_out is not None:
+            rewrite_kubeconfig(kubeconfig, kubeconfig_out, server=proxy.address)
+            click.echo(f"kubeconfig: {kubeconfig_out}")
+        click.echo(f"kuberunner proxy: {proxy.address} -> {target}", err=False)
+
+    async def main_() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        stats = await run_proxy(
+            target,
+            listen,
+            reset_every,
+            black_hole_every=black_hole_every,
+            black_hole_for=black_hole_for,
+            handle_signals=True,
+            on_ready=ready,
+            stop=stop,
+        )
+        click.echo(f"kuberunner proxy: stopped; {stats}")
+        return 0
+
+    sys.exit(_run(main_))
+
+
+def _run(make: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """Run the coroutine made by `make`; bad input becomes one line on stderr and status 2."""
-    assert callable(make)
     try:
-        status = asyncio.run(make())
+        return asyncio.run(make())
     except BadInput as exc:
         click.echo(f"kuberunner: error: {exc}", err=True)
         return BAD_INPUT
-    assert isinstance(status, int)
-    return status
