@@ -59,6 +59,15 @@ def proc_sample(pid: int | str = "self") -> ProcSample:
     return ProcSample(cpu=cpu, rss_kb=rss, hwm_kb=hwm)
 
 
+def set_tls_read_buffer(size: int | None) -> None:
+    """An experiment knob: asyncio gives every TLS connection a read buffer of this many bytes
+    (256 KiB by default in Python 3.11), which dominates the runner's memory per job."""
+    if size is not None:
+        import asyncio.sslproto
+
+        asyncio.sslproto.SSLProtocol.max_size = size
+
+
 def reset_peak_rss() -> None:
     """This process's VmHWM starts over (Linux >= 4.0), so a run's peak is its own."""
     with open("/proc/self/clear_refs", "w") as f:

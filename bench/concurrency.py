@@ -37,6 +37,7 @@ from common import (
     proc_sample,
     ratio,
     reset_peak_rss,
+    set_tls_read_buffer,
     table,
     tree_rss_kb,
     write_json,
@@ -220,7 +221,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--tracemalloc", action="store_true", help="print where Python memory is, mid-batch")
     parser.add_argument("--result-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--tls-read-buffer", type=int, metavar="BYTES", help="experiment: each TLS connection's read buffer"
+    )
     args = parser.parse_args()
+    set_tls_read_buffer(args.tls_read_buffer)
     sizes = args.jobs or [10, 50, 200]
     lines = int(args.seconds * 10)
 
@@ -230,6 +235,8 @@ def main() -> None:
             with tempfile.TemporaryDirectory(prefix="kr-bench-conc-") as tmp:
                 out = Path(tmp) / "found.json"
                 extra = ["--tracemalloc"] if args.tracemalloc else []
+                if args.tls_read_buffer is not None:
+                    extra += ["--tls-read-buffer", str(args.tls_read_buffer)]
                 child = [sys.executable, __file__, "--jobs", str(jobs), "--seconds", str(args.seconds)]
                 subprocess.run([*child, "--result-file", str(out), *extra], check=True)
                 found.update(json.loads(out.read_text()))

@@ -39,6 +39,7 @@ from common import (
     proc_sample,
     ratio,
     reset_peak_rss,
+    set_tls_read_buffer,
     table,
     write_json,
 )
@@ -242,7 +243,11 @@ def main() -> None:
     parser.add_argument("--shape", action="append", choices=("stream", "lines"))
     parser.add_argument("--variant", action="append", choices=VARIANTS)
     parser.add_argument("--profile", action="store_true", help="cProfile the runner's jobs and print the top")
+    parser.add_argument(
+        "--tls-read-buffer", type=int, metavar="BYTES", help="experiment: each TLS connection's read buffer"
+    )
     args = parser.parse_args()
+    set_tls_read_buffer(args.tls_read_buffer)
     size = parse_size(args.size)
     shapes = args.shape or ["stream", "lines"]
     variants = args.variant or list(VARIANTS)

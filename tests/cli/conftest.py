@@ -2,53 +2,23 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from .execution import BIN, Cluster, Target
+from .execution import Cluster, Target, start_cluster
 from .faults import ProxyThread
-
-
-def _start_cluster(root: Path, *extra: str) -> Iterator[Cluster]:
-    kubeconfig = root / "kubeconfig"
-    log = (root / "cluster.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(BIN),
-            "cluster",
-            "--kubeconfig-out",
-            str(kubeconfig),
-            "--state-dir",
-            str(root / "state"),
-            *extra,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while not kubeconfig.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the embedded cluster did not start: " + (root / "cluster.log").read_text())
-        time.sleep(0.05)
-    yield Cluster(kubeconfig, root / "state", process)
-    process.terminate()
-    process.wait(timeout=60)
-    log.close()
 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    yield from _start_cluster(tmp_path_factory.mktemp("cluster"))
+    yield from start_cluster(tmp_path_factory.mktemp("cluster"))
 
 
 @pytest.fixture(scope="session")
 def cluster_without_exec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A cluster whose RBAC, as many CI clusters', forbids pods/exec."""
-    yield from _start_cluster(tmp_path_factory.mktemp("cluster-no-exec"), "--forbid", "pods/exec")
+    yield from start_cluster(tmp_path_factory.mktemp("cluster-no-exec"), "--forbid", "pods/exec")
 
 
 @pytest.fixture(params=["file", "kubelet"])

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,3 +141,31 @@ def job_bytes(trace: bytes) -> bytes:
 def pipeline(**keywords: object) -> str:
     """One job named `job`, written as JSON (valid YAML) so no shell text needs YAML quoting."""
     return json.dumps({"job": keywords})
+
+
+def start_cluster(root: Path, *extra: str) -> Iterator[Cluster]:
+    """`kuberunner cluster` as a subprocess, as a user runs it; stops it when the generator closes."""
+    kubeconfig = root / "kubeconfig"
+    log = (root / "cluster.log").open("wb")
+    process = subprocess.Popen(
+        [
+            str(BIN),
+            "cluster",
+            "--kubeconfig-out",
+            str(kubeconfig),
+            "--state-dir",
+            str(root / "state"),
+            *extra,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while not kubeconfig.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the embedded cluster did not start: " + (root / "cluster.log").read_text())
+        time.sleep(0.05)
+    yield Cluster(kubeconfig, root / "state", process)
+    process.terminate()
+    process.wait(timeout=60)
+    log.close()
