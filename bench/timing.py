@@ -8,7 +8,6 @@ runner's own code path (pod, Secret, open, stages, cleanup), not a re-implementa
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterator
@@ -94,7 +93,3 @@ def timed_strategies(times_for: Callable[[JobRequest], StageTimes], *, repeat: i
         yield
     finally:
         job_flow.choose_strategy = original
-
-
-def new_cancel() -> asyncio.Event:
-    return asyncio.Event()

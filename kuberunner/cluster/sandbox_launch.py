@@ -94,6 +94,10 @@ def _child(config: dict[str, Any], merged: str | None, err_w: int) -> None:
             raise RuntimeError(f'chdir to cwd ("{cwd}") set in config.json failed: {exc.strerror}') from exc
         argv = config["argv"]
         env = config["env"]
+        # Python ignores SIGPIPE and SIGXFSZ for itself; a container's processes must start with the
+        # defaults, or `yes | head` ends in "Broken pipe" and exit 1 instead of dying quietly.
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
         try:
             os.execvpe(argv[0], argv, env)
         except FileNotFoundError:

@@ -161,3 +161,10 @@ async def test_kubernetes_asyncio_attach_feeds_stdin(real_cluster: EmbeddedClust
                 if message.data[:1] == b"\x01":
                     received += message.data[1:]
     assert received == b"attached-42\n"
+
+
+async def test_container_processes_start_with_default_sigpipe(real_cluster: EmbeddedCluster) -> None:
+    command = ["sh", "-c", "yes | head -n 1; echo status=$?"]
+    await create_and_wait(real_cluster, pod("piper", command), "jsonpath={.status.phase}=Succeeded")
+    code, out, err = await kubectl(real_cluster, "logs", "piper")
+    assert (code, out) == (0, b"y\nstatus=0\n"), err
