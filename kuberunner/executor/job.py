@@ -96,10 +96,13 @@ async def run_job(
     settings: ExecutorSettings,
     trace: Trace,
     cancel: asyncio.Event,
+    strategy: Strategy | None = None,
 ) -> JobResult:
+    """Run one job in a pod of its own and say how it ended. `strategy` defaults to the one the
+    request asks for (attach, or legacy exec); tests and benchmarks pass their own."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + request.timeout
-    strategy = choose_strategy(request)
+    strategy = strategy or choose_strategy(request)
     job = JobContext(
         client=client,
         settings=settings,
