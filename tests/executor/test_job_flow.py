@@ -97,7 +97,7 @@ async def run(
     strategy: ScriptedStrategy,
     *,
     cluster: FakeCluster | None = None,
-    timeout: float = 30,
+    job_timeout: float = 30,
     cancel: asyncio.Event | None = None,
 ) -> tuple[JobResult, bytes, FakeCluster]:
     cluster = cluster or FakeCluster()
@@ -106,7 +106,7 @@ async def run(
     trace.add_sink(StreamSink(out))
     spec = JobSpec(name="job", script=("true",), after_script=("echo after",))
     request = JobRequest(
-        job=spec, job_id="7", variables=(), project_dir="/builds/p", project_archive=b"", timeout=timeout
+        job=spec, job_id="7", variables=(), project_dir="/builds/p", project_archive=b"", timeout=job_timeout
     )
     result = await run_job(
         request=request,
@@ -124,6 +124,7 @@ async def test_every_stage_zero_is_success_and_after_script_runs() -> None:
     result, trace, cluster = await run(strategy)
     assert result == Success()
     assert strategy.ran == ["get_sources", "step_script", "after_script"]
+    assert b'Executing "step_script" stage of the job script\n' in trace
     assert cluster.deleted == list(cluster.pods)
 
 
@@ -151,7 +152,7 @@ async def test_a_failing_after_script_does_not_change_the_result() -> None:
 
 async def test_timeout_then_after_script() -> None:
     strategy = ScriptedStrategy({}, hang="step_script")
-    result, trace, _ = await run(strategy, timeout=0.2)
+    result, trace, _ = await run(strategy, job_timeout=0.2)
     assert result == TimedOut(0.2)
     assert strategy.ran == ["get_sources", "step_script", "after_script"]
     assert b"Job timed out: the running stage was stopped\n" in trace
