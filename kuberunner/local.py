@@ -23,7 +23,8 @@ from kuberunner import __version__
 from kuberunner.config import RunnerEntry, load_runner_config
 from kuberunner.errors import BadInput
 from kuberunner.executor import results
-from kuberunner.executor.job import LEGACY_FLAG, JobRequest, run_job
+from kuberunner.executor.job import LEGACY_FLAG, JobRequest, base_variables, run_job
+from kuberunner.executor.podspec import dns_slug
 from kuberunner.executor.project import ProjectTooLarge, archive_directory
 from kuberunner.executor.settings import ExecutorSettings
 from kuberunner.job.gitlab_ci import load_pipeline, select_jobs
@@ -73,18 +74,8 @@ def legacy_exec_wanted(
 def job_variables(
     *, job: JobSpec, job_id: str, project_name: str, project_dir: str, extra: Sequence[tuple[str, str]]
 ) -> tuple[tuple[str, str], ...]:
-    predefined = (
-        ("CI", "true"),
-        ("CI_SERVER", "yes"),
-        ("KUBERUNNER", "true"),
-        ("CI_JOB_ID", job_id),
-        ("CI_JOB_NAME", job.name),
-        ("CI_PROJECT_NAME", project_name),
-        ("CI_PROJECT_DIR", project_dir),
-        ("CI_BUILDS_DIR", "/builds"),
-        ("CI_RUNNER_VERSION", __version__),
-    )
-    return (*predefined, *job.variables, *extra)
+    local = (("CI_JOB_ID", job_id), ("CI_JOB_NAME", job.name), ("CI_PROJECT_NAME", project_name))
+    return (*base_variables(project_dir=project_dir), *local, *job.variables, *extra)
 
 
 @contextlib.asynccontextmanager
@@ -142,18 +133,13 @@ def executor_settings(runner: RunnerEntry | None, namespace: str) -> ExecutorSet
     return ExecutorSettings(
         namespace=namespace,
         image=k8s.image or defaults.image,
-        runner_name=_runner_name(runner.name) or defaults.runner_name,
+        runner_name=dns_slug(runner.name, limit=20) or defaults.runner_name,
         pod_start_timeout=float(k8s.poll_timeout),
         log_transport=k8s.log_transport,
         memory_limit=k8s.memory_limit,
         helper_image=k8s.helper_image,
         api_budget=float(k8s.api_unreachable_timeout),
     )
-
-
-def _runner_name(name: str) -> str:
-    cleaned = "".join(c if c.isascii() and c.isalnum() else "-" for c in name.lower())
-    return "-".join(part for part in cleaned.split("-") if part)[:20]
 
 
 async def run_exec(options: ExecOptions) -> int:

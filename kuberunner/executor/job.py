@@ -15,12 +15,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+from kuberunner import __version__
 from kuberunner.executor import podhealth, retrying
 from kuberunner.executor.attach import AttachStrategy
 from kuberunner.executor.backoff import Backoff
 from kuberunner.executor.file_transport import TransportError
 from kuberunner.executor.legacy_exec import LegacyExecStrategy
-from kuberunner.executor.podspec import PodDesign, build_pod, build_secret
+from kuberunner.executor.podspec import PodDesign, build_pod, build_secret, dns_slug
 from kuberunner.executor.results import JobResult, Observation, Success, decide
 from kuberunner.executor.settings import ExecutorSettings
 from kuberunner.executor.stages import HELPER_CONTAINER, USER_STAGES, StagePlan
@@ -83,6 +84,18 @@ def after_script_due(request: JobRequest, seen: Observation) -> bool:
         return False
     succeeded = isinstance(decide(seen), Success)
     return {"always": True, "on_success": succeeded, "on_failure": not succeeded}[request.after_script_when]
+
+
+def base_variables(*, project_dir: str) -> tuple[tuple[str, str], ...]:
+    """The predefined variables every job gets, whoever sent it (`exec` or GitLab)."""
+    return (
+        ("CI", "true"),
+        ("CI_SERVER", "yes"),
+        ("KUBERUNNER", "true"),
+        ("CI_BUILDS_DIR", "/builds"),
+        ("CI_PROJECT_DIR", project_dir),
+        ("CI_RUNNER_VERSION", __version__),
+    )
 
 
 def choose_strategy(request: JobRequest) -> Strategy:
@@ -194,8 +207,7 @@ async def _run_after_script(job: JobContext, strategy: Strategy, allowed: float 
 
 
 def _pod_name(settings: ExecutorSettings, request: JobRequest) -> str:
-    slug = "".join(c if c.isascii() and c.isalnum() else "-" for c in request.job.name.lower())
-    slug = "-".join(part for part in slug.split("-") if part)[:30] or "job"
+    slug = dns_slug(request.job.name, limit=30) or "job"
     return f"{settings.runner_name}-{slug}-{secrets.token_hex(4)}"
 
 

@@ -122,6 +122,13 @@ def build_secret(*, pod: Mapping[str, Any], files: Mapping[str, bytes]) -> dict[
     }
 
 
+def dns_slug(text: str, *, limit: int) -> str:
+    """Lower-case letters and digits joined by single dashes, at most `limit` long: fit for a pod
+    name or a part of one (DNS-1123). Empty when `text` has no letter or digit."""
+    cleaned = "".join(c if c.isascii() and c.isalnum() else "-" for c in text.lower())
+    return "-".join(part for part in cleaned.split("-") if part)[:limit].strip("-")
+
+
 def _label_value(text: str) -> str:
     """Label values: at most 63 characters of [A-Za-z0-9._-], starting and ending alphanumeric."""
     cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "-" for c in text)[:63]

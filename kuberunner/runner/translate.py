@@ -12,9 +12,8 @@ import os
 import re
 from dataclasses import dataclass
 
-from kuberunner import __version__
 from kuberunner.config import RunnerEntry
-from kuberunner.executor.job import GitSource, JobRequest
+from kuberunner.executor.job import GitSource, JobRequest, base_variables
 from kuberunner.gitlab.payload import JobPayload
 from kuberunner.job.spec import JobSpec
 from kuberunner.local import legacy_exec_wanted
@@ -64,14 +63,7 @@ def translate(payload: JobPayload, *, runner: RunnerEntry, default_timeout: floa
             files.pop(variable.key, None)
     project_path = sent.get("CI_PROJECT_PATH") or payload.project_name or "project"
     project_dir = "/builds/" + "/".join(p for p in project_path.split("/") if p not in ("", ".", ".."))
-    predefined = (
-        ("CI", "true"),
-        ("CI_SERVER", "yes"),
-        ("KUBERUNNER", "true"),
-        ("CI_BUILDS_DIR", "/builds"),
-        ("CI_PROJECT_DIR", project_dir),
-        ("CI_RUNNER_VERSION", __version__),
-    )
+    predefined = base_variables(project_dir=project_dir)
     runner_env = tuple((k, v) for k, _, v in (item.partition("=") for item in runner.environment))
     variables = (*predefined, *sent.items(), *runner_env)
     spec = JobSpec(
