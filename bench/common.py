@@ -7,6 +7,7 @@ not a dependency: /proc/<pid>/stat and /proc/<pid>/status are read directly.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from kuberunner.executor.job import JobRequest
+from kuberunner.executor.settings import ExecutorSettings
 from kuberunner.job.spec import JobSpec
 from kuberunner.kube import config as kube_config
 from kuberunner.kube.client import KubeClient
@@ -145,6 +147,76 @@ class ClusterProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Target:
+    """Where a benchmark's jobs run: a `kuberunner cluster` process of its own, or, with a kubeconfig,
+    a cluster that is already there (a real one). A real cluster's images come from
+    $KUBERNETES_IMAGE / $KUBERNETES_HELPER_IMAGE, as for `kuberunner exec`, and must be on the node:
+    nothing the benchmarks start pulls an image."""
+
+    def __init__(self, kubeconfig: Path | None, *forbid: str) -> None:
+        self.embedded: ClusterProcess | None = None
+        self.image: str | None = None
+        self.helper_image: str | None = None
+        if kubeconfig is None:
+            self.embedded = ClusterProcess(*forbid)
+            self.kubeconfig = self.embedded.kubeconfig
+        else:
+            self.kubeconfig = kubeconfig
+            self.image = os.environ.get("KUBERNETES_IMAGE") or None
+            self.helper_image = os.environ.get("KUBERNETES_HELPER_IMAGE") or None
+
+    @property
+    def pid(self) -> int | None:
+        """The embedded cluster's process; None for a cluster whose processes are not ours to read."""
+        return self.embedded.pid if self.embedded is not None else None
+
+    @property
+    def name(self) -> str:
+        return "embedded cluster" if self.embedded is not None else f"cluster of {self.kubeconfig}"
+
+    def settings(self, **overrides: Any) -> ExecutorSettings:
+        if self.image is not None:
+            overrides.setdefault("image", self.image)
+            overrides.setdefault("helper_image", self.helper_image)
+        return ExecutorSettings(**overrides)
+
+    def pod_image(self) -> dict[str, str]:
+        """`image` (and pull policy) of a bare pod a baseline creates itself."""
+        if self.image is None:
+            return {"image": "alpine"}
+        return {"image": self.image, "imagePullPolicy": "Never"}
+
+    def close(self) -> None:
+        if self.embedded is not None:
+            self.embedded.close()
+
+    def __enter__(self) -> Target:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def add_target_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        metavar="PATH",
+        help="run against this cluster instead of starting an embedded one; its job image comes from "
+        "$KUBERNETES_IMAGE (e.g. under `scripts/real-cluster exec --`) and is never pulled",
+    )
+
+
+def check_target(parser: argparse.ArgumentParser, kubeconfig: Path | None) -> None:
+    """Bad input is one line and exit status 2 (argparse's), before anything starts."""
+    if kubeconfig is None:
+        return
+    if not kubeconfig.is_file():
+        parser.error(f"--kubeconfig {kubeconfig}: no such file")
+    if not os.environ.get("KUBERNETES_IMAGE"):
+        parser.error("--kubeconfig needs $KUBERNETES_IMAGE: an image already on the node (never pulled)")
 
 
 async def open_client(kubeconfig: Path, *, pool_size: int = 300) -> KubeClient:

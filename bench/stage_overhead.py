@@ -6,7 +6,11 @@ strategy's own `run_stage`, i.e. 50 separate stage starts, each with its own sta
 exit marker and wait. The baseline runs the very same rendered stage script with `sh` directly on
 this machine, the same number of times. Goal: attach adds <= 20 ms per stage.
 
-    .venv/bin/python bench/stage_overhead.py [--stages 50]
+With `--kubeconfig` the pods run on that cluster (e.g. a real one, under `scripts/real-cluster exec
+--`) and no embedded cluster is started; the baseline is still `sh` on this machine, and the
+cluster's CPU is not read (its processes are not ours).
+
+    .venv/bin/python bench/stage_overhead.py [--stages 50] [--kubeconfig PATH]
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (
-    ClusterProcess,
     NullSink,
+    Target,
+    add_target_option,
+    check_target,
     job_request,
     median,
     open_client,
@@ -37,7 +43,6 @@ from timing import StageTimes, timed_strategies
 
 from kuberunner.executor.job import JobRequest, run_job
 from kuberunner.executor.results import Success
-from kuberunner.executor.settings import ExecutorSettings
 from kuberunner.shell.render import render_user_stage
 from kuberunner.trace import Trace
 
@@ -70,14 +75,14 @@ def _always(times: StageTimes) -> Callable[[JobRequest], StageTimes]:
     return lambda _request: times
 
 
-async def runner_stages(kubeconfig: Path, cluster_pid: int, *, stages: int) -> dict[str, dict[str, Any]]:
-    client = await open_client(kubeconfig)
+async def runner_stages(target: Target, *, stages: int) -> dict[str, dict[str, Any]]:
+    client = await open_client(target.kubeconfig)
     found: dict[str, dict[str, Any]] = {}
     try:
         for label, transport, legacy in VARIANTS:
-            times = StageTimes(other_pid=cluster_pid)
+            times = StageTimes(other_pid=target.pid)
             request = job_request("stage-overhead", ["true"], legacy=legacy)
-            settings = ExecutorSettings(log_transport=transport)  # type: ignore[arg-type]
+            settings = target.settings(log_transport=transport)
             sink = NullSink()
             trace = Trace()
             trace.add_sink(sink)
@@ -105,11 +110,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--stages", type=int, default=50)
+    add_target_option(parser)
     args = parser.parse_args()
+    check_target(parser, args.kubeconfig)
 
     baseline = sh_baseline(args.stages)
-    with ClusterProcess() as cluster:
-        measured = asyncio.run(runner_stages(cluster.kubeconfig, cluster.pid, stages=args.stages))
+    with Target(args.kubeconfig) as target:
+        measured = asyncio.run(runner_stages(target, stages=args.stages))
     base_median = median(baseline)
     rows: list[list[object]] = [
         [
@@ -126,7 +133,7 @@ def main() -> None:
         per = data["per_stage_s"]
         added = median(per) - base_median
         cpu = data["runner_cpu_s"] / args.stages * 1000
-        cluster_cpu = data["cluster_cpu_s"] / args.stages * 1000
+        cluster_cpu = f"{data['cluster_cpu_s'] / args.stages * 1000:.1f}" if target.pid is not None else "-"
         rows.append(
             [
                 label,
@@ -135,10 +142,10 @@ def main() -> None:
                 f"{added * 1000:.1f}",
                 ratio(median(per), base_median),
                 f"{cpu:.1f}",
-                f"{cluster_cpu:.1f}",
+                cluster_cpu,
             ]
         )
-    print(f"{args.stages} stages of `true` each, one pod per strategy; times per stage")
+    print(f"{args.stages} stages of `true` each, one pod per strategy, on the {target.name}; times per stage")
     print(
         table(
             [
@@ -158,7 +165,8 @@ def main() -> None:
         f"goal: attach adds <= 20 ms per stage: {'met' if goal <= 0.020 else 'MISSED'} ({goal * 1000:.1f} ms)"
     )
     path = write_json(
-        "stage_overhead", {"stages": args.stages, "sh_per_stage_s": baseline, "runner": measured}
+        "stage_overhead",
+        {"stages": args.stages, "target": target.name, "sh_per_stage_s": baseline, "runner": measured},
     )
     print(f"results: {path}")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -18,8 +19,12 @@ import click
 
 from kuberunner import __version__
 from kuberunner.errors import BadInput
+from kuberunner.job.durations import MAX_JOB_TIMEOUT
+from kuberunner.job.variables import MASKED_VARS_ENV, variable_problem
 
 BAD_INPUT = 2
+NO_CLUSTER = 78
+"""`run` found no cluster to use (sysexits' EX_CONFIG): a service manager should not simply restart it."""
 
 
 def _key_value(
@@ -30,6 +35,9 @@ def _key_value(
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", ctx=ctx, param=param)
+        problem = variable_problem(key, value)
+        if problem is not None:
+            raise click.BadParameter(problem, ctx=ctx, param=param)
         pairs.append((key, value))
     return tuple(pairs)
 
@@ -71,10 +79,23 @@ def main(verbose: bool) -> None:
     multiple=True,
     callback=_key_value,
     metavar="KEY=VALUE",
-    help="An extra job variable whose value is masked in the trace (repeatable).",
+    help="An extra job variable whose value is masked in the trace (repeatable). The value shows in `ps`: "
+    f"prefer --masked-var-file or ${MASKED_VARS_ENV}.",
+)
+@click.option(
+    "--masked-var-file",
+    "masked_files",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    metavar="PATH",
+    help="Masked job variables from a file of KEY=VALUE lines (repeatable).",
 )
 @click.option("--trace-file", type=click.Path(path_type=Path), help="Also write the trace here.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Job timeout in seconds.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True, max=MAX_JOB_TIMEOUT),
+    help="Job timeout in seconds (at most 1 month, as in GitLab).",
+)
 @click.option(
     "--color/--no-color", default=None, help="ANSI colours in runner lines (default: if a terminal)."
 )
@@ -82,6 +103,15 @@ def main(verbose: bool) -> None:
     "--log-transport",
     type=click.Choice(["file", "kubelet"]),
     help="How to read job output: file (pods/exec, the default) or kubelet (pods/log, no exec at all).",
+)
+@click.option(
+    "--list", "list_only", is_flag=True, help="Print the pipeline (stage, job, when, needs); run nothing."
+)
+@click.option("--manual", is_flag=True, help="Run manual jobs too (a manual job named as JOB runs anyway).")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1, max=1000),
+    help="How many jobs run at once (default: the number of CPUs).",
 )
 def exec_command(
     jobs: tuple[str, ...],
@@ -92,12 +122,21 @@ def exec_command(
     namespace: str | None,
     variables: tuple[tuple[str, str], ...],
     masked: tuple[tuple[str, str], ...],
+    masked_files: tuple[Path, ...],
     trace_file: Path | None,
     timeout: float | None,
     color: bool | None,
     log_transport: Literal["file", "kubelet"] | None,
+    list_only: bool,
+    manual: bool,
+    concurrency: int | None,
 ) -> None:
-    """Run JOBS of a .gitlab-ci.yml (all visible jobs when none is named), each in its own pod."""
+    """Run the pipeline of a .gitlab-ci.yml as GitLab would (only JOBS if named), each job in its own pod."""
+    # From here on Ctrl-C and SIGTERM cancel (exit 130), never click's "Aborted!": the ones that come
+    # while the rest loads are kept for run_exec, which takes the handlers over.
+    early: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda received, _frame: early.append(received))
     from kuberunner.local import ExecOptions, run_exec
 
     options = ExecOptions(
@@ -109,12 +148,17 @@ def exec_command(
         namespace=namespace,
         variables=variables,
         masked=masked,
+        masked_files=masked_files,
+        environ=dict(os.environ),
         trace_file=trace_file,
         timeout=timeout,
         color=sys.stdout.isatty() if color is None else color,
         log_transport=log_transport,
+        list_only=list_only,
+        manual=manual,
+        concurrency=concurrency,
     )
-    sys.exit(_run(lambda: run_exec(options)))
+    sys.exit(_run(lambda: run_exec(options, signals_so_far=early)))
 
 
 @main.command("cluster")
@@ -149,16 +193,30 @@ _CONFIG = click.option(
 
 @main.command("register")
 @_CONFIG
-@click.option("--url", required=True, help="The GitLab instance URL.")
-@click.option("--token", "-t", required=True, help="A glrt- runner token, or a legacy registration token.")
+@click.option(
+    "--url", "-u", envvar="CI_SERVER_URL", required=True, help="The GitLab instance URL [CI_SERVER_URL]."
+)
+@click.option(
+    "--token",
+    "-t",
+    envvar="CI_SERVER_TOKEN",
+    help="A glrt- runner token, or a legacy registration token [CI_SERVER_TOKEN]; visible in `ps`: "
+    "prefer --token-file or the environment.",
+)
+@click.option("--registration-token", "-r", envvar="REGISTRATION_TOKEN", hidden=True)
+@click.option("--token-file", type=click.Path(path_type=Path), help="Read the token from this file.")
+@click.option("--tls-ca-file", default="", help="The CA bundle that signs GitLab's certificate.")
 @click.option("--name", default="", help="The runner's name in config.toml.")
-@click.option("--kubernetes-host", default="", help="[runners.kubernetes] host.")
+@click.option("--kubernetes-host", default="", help='[runners.kubernetes] host ("embedded": this machine).')
 @click.option("--kubernetes-namespace", default="", help="[runners.kubernetes] namespace.")
 @click.option("--kubernetes-image", default="", help="[runners.kubernetes] image.")
 def register_command(
     config: Path,
     url: str,
-    token: str,
+    token: str | None,
+    registration_token: str | None,
+    token_file: Path | None,
+    tls_ca_file: str,
     name: str,
     kubernetes_host: str,
     kubernetes_namespace: str,
@@ -167,10 +225,39 @@ def register_command(
     """Register (or verify) a runner with GitLab and add it to config.toml."""
     from kuberunner.runner.registration import RegisterOptions, register
 
+    secret = _register_token(token, registration_token, token_file)
     given = (("host", kubernetes_host), ("namespace", kubernetes_namespace), ("image", kubernetes_image))
     kubernetes = {key: value for key, value in given if value}
-    options = RegisterOptions(config=config, url=url, token=token, name=name, kubernetes=kubernetes)
+    options = RegisterOptions(
+        config=config,
+        url=url,
+        token=secret,
+        name=name,
+        kubernetes=kubernetes,
+        tls_ca_file=tls_ca_file or None,
+    )
     sys.exit(_run(lambda: register(options, click.echo)))
+
+
+def _register_token(token: str | None, registration_token: str | None, token_file: Path | None) -> str:
+    """The one token given: --token-file, else --token / $CI_SERVER_TOKEN, else $REGISTRATION_TOKEN."""
+    if token_file is not None:
+        if token:
+            raise click.UsageError("give --token-file or --token (or $CI_SERVER_TOKEN), not both")
+        try:
+            text = token_file.read_text("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise click.UsageError(f"--token-file {token_file}: {reason}") from None
+        if not text or "\n" in text:
+            raise click.UsageError(f"--token-file {token_file}: expected one token on one line")
+        return text
+    found = token or registration_token
+    if not found:
+        raise click.UsageError(
+            "no token: give --token-file PATH, $CI_SERVER_TOKEN or $REGISTRATION_TOKEN (or --token)"
+        )
+    return found
 
 
 @main.command("verify")
@@ -210,11 +297,24 @@ def list_command(config: Path) -> None:
 @_CONFIG
 @click.option("--kubeconfig", type=click.Path(path_type=Path), help="Use this kubeconfig for every runner.")
 @click.option("--context", help="The kubeconfig context to use.")
-def run_command(config: Path, kubeconfig: Path | None, context: str | None) -> None:
+@click.option(
+    "--jobs-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where running jobs keep the records a restarted runner takes them over from "
+    "(default: kuberunner-jobs next to config.toml).",
+)
+def run_command(config: Path, kubeconfig: Path | None, context: str | None, jobs_dir: Path | None) -> None:
     """Take jobs from GitLab for every [[runners]] entry and run them, until SIGTERM/SIGQUIT."""
+    from kuberunner.local import NoClusterConfigured
     from kuberunner.runner.loop import RunOptions, run_runners
 
-    sys.exit(_run(lambda: run_runners(RunOptions(config=config, kubeconfig=kubeconfig, context=context))))
+    try:
+        options = RunOptions(config=config, kubeconfig=kubeconfig, context=context, jobs_dir=jobs_dir)
+        status = _run(lambda: run_runners(options))
+    except NoClusterConfigured as exc:
+        click.echo(f"kuberunner: error: {exc}", err=True)
+        status = NO_CLUSTER
+    sys.exit(status)
 
 
 @main.command("proxy")
@@ -223,6 +323,15 @@ def run_command(config: Path, kubeconfig: Path | None, context: str | None) -> N
 @click.option("--reset-every", type=float, metavar="SECONDS", help="Reset every connection this often.")
 @click.option("--black-hole-every", type=float, metavar="SECONDS", help="Start a black hole this often.")
 @click.option("--black-hole-for", type=float, default=3.0, show_default=True, metavar="SECONDS")
+@click.option(
+    "--silence-after",
+    type=float,
+    metavar="SECONDS",
+    help="Each connection goes silent this long after it opens.",
+)
+@click.option(
+    "--silence-every", type=float, metavar="SECONDS", help="All open connections go silent this often."
+)
 @click.option("--kubeconfig", type=click.Path(path_type=Path), help="A kubeconfig to point at the proxy…")
 @click.option("--kubeconfig-out", type=click.Path(path_type=Path), help="…written here.")
 def proxy_command(
@@ -231,12 +340,16 @@ def proxy_command(
     reset_every: float | None,
     black_hole_every: float | None,
     black_hole_for: float,
+    silence_after: float | None,
+    silence_every: float | None,
     kubeconfig: Path | None,
     kubeconfig_out: Path | None,
 ) -> None:
     """A TCP fault proxy between a runner and an API server, like the seed's tcpkill.
 
-    SIGUSR1 resets every open connection, SIGUSR2 starts a black hole; Ctrl-C stops.
+    SIGUSR1 resets every open connection, SIGUSR2 starts a black hole, SIGHUP makes every open
+    connection silent for good (bytes dropped both ways, nothing closed); Ctrl-C stops. It listens
+    on loopback only.
     """
     from kuberunner.faultproxy import FaultProxy, rewrite_kubeconfig
     from kuberunner.faultproxy.run import run_proxy
@@ -261,6 +374,8 @@ def proxy_command(
             reset_every,
             black_hole_every=black_hole_every,
             black_hole_for=black_hole_for,
+            silence_after=silence_after,
+            silence_every=silence_every,
             handle_signals=True,
             on_ready=ready,
             stop=stop,

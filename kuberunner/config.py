@@ -55,6 +55,39 @@ class KubernetesSettings:
     api_unreachable_timeout: int = 60
     """Seconds the Kubernetes API may stay unreachable in one stretch before a running job becomes
     a system failure (kuberunner's own key): long enough to ride out an API server restart."""
+    wait_for_services_timeout: int = 30
+    """Seconds to wait for the services' ports to accept connections, GitLab Runner's default."""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheS3:
+    """`[runners.cache.s3]`, gitlab-runner's spelling."""
+
+    server_address: str = ""
+    access_key: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)
+    bucket_name: str = ""
+    bucket_location: str = "us-east-1"
+    insecure: bool = False
+    """True: plain http to ServerAddress."""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """`[runners.cache]`: Type "s3" (presigned URLs the helper uses), "local" (a directory the runner
+    serves with presigned URLs, for a cluster on this machine; the default with the embedded one)."""
+
+    type: str = ""
+    directory: str = ""
+    """`[runners.cache.local] Directory` (kuberunner's own): where a `local` cache keeps its objects."""
+    listen_address: str = "127.0.0.1"
+    """`[runners.cache.local] ListenAddress` (kuberunner's own): the address of this machine the
+    `local` cache's server listens on; its pods must reach it (loopback does for the embedded cluster)."""
+    path: str = ""
+    """A prefix of every object name."""
+    shared: bool = False
+    """False: each runner's objects live under `runner/<token prefix>/`."""
+    s3: CacheS3 = field(default_factory=CacheS3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +103,15 @@ class RunnerEntry:
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     feature_flags: dict[str, bool] = field(default_factory=dict)
     """`[runners.feature_flags]`, e.g. FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY."""
+    tls_ca_file: str | None = None
+    """`tls-ca-file` (GitLab Runner's name): the CA bundle that signs GitLab's certificate."""
+    gitlab_call_timeout: float = 30.0
+    """Seconds one call to GitLab (a trace PATCH, a PUT) may take before it is retried on a new
+    connection (kuberunner's own key); the job long poll has its own 70 s."""
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    final_update_timeout: float = 300.0
+    """Seconds the runner keeps trying to hand GitLab a job's final trace and state (kuberunner's own
+    key): a GitLab that never answers cannot hold a job slot for longer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +141,7 @@ _POSITIVE_INT_KEYS = (
     "output_limit",
     "retry_backoff_max",
     "api_unreachable_timeout",
+    "wait_for_services_timeout",
 )
 
 
@@ -141,6 +184,12 @@ class _Reader:
             raise self.fail(f"{where}{key}", f"expected {_KIND_NAMES.get(kind, kind.__name__)}")
         return value
 
+    def seconds(self, table: dict[str, Any], key: str, where: str, default: float) -> float:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86400:
+            raise self.fail(f"{where}{key}", "expected a number of seconds above 0 (at most 86400)")
+        return float(value)
+
     def table(self, parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
         return self.typed(parent, key, where, dict, cast(dict[str, Any], {}))
 
@@ -169,6 +218,9 @@ class _Reader:
         if output_limit < 1:
             raise self.fail(f"{where}output_limit", "must be a positive number of KiB")
         return RunnerEntry(
+            tls_ca_file=self.typed(table, "tls-ca-file", where, str, "") or None,
+            gitlab_call_timeout=self.seconds(table, "gitlab_call_timeout", where, 30.0),
+            final_update_timeout=self.seconds(table, "final_update_timeout", where, 300.0),
             name=self.typed(table, "name", where, str, ""),
             url=self.typed(table, "url", where, str, ""),
             token=self.typed(table, "token", where, str, ""),
@@ -178,7 +230,36 @@ class _Reader:
                 self.table(table, "kubernetes", where), f"{where}kubernetes.", output_limit
             ),
             feature_flags=dict(flags),
+            cache=self.cache(self.table(table, "cache", where), f"{where}cache."),
         )
+
+    def cache(self, table: dict[str, Any], where: str) -> CacheSettings:
+        kind = self.typed(table, "Type", where, str, "")
+        if kind not in ("", "s3", "local"):
+            raise self.fail(f"{where}Type", f"expected 's3' or 'local', not {kind!r}")
+        local = self.table(table, "local", where)
+        s3 = self.table(table, "s3", where)
+        s3_where = f"{where}s3."
+        settings = CacheSettings(
+            type=kind,
+            path=self.typed(table, "Path", where, str, "").strip("/"),
+            shared=self.typed(table, "Shared", where, bool, False),
+            directory=self.typed(local, "Directory", f"{where}local.", str, ""),
+            listen_address=self.typed(local, "ListenAddress", f"{where}local.", str, "") or "127.0.0.1",
+            s3=CacheS3(
+                server_address=self.typed(s3, "ServerAddress", s3_where, str, ""),
+                access_key=self.typed(s3, "AccessKey", s3_where, str, ""),
+                secret_key=self.typed(s3, "SecretKey", s3_where, str, ""),
+                bucket_name=self.typed(s3, "BucketName", s3_where, str, ""),
+                bucket_location=self.typed(s3, "BucketLocation", s3_where, str, "") or "us-east-1",
+                insecure=self.typed(s3, "Insecure", s3_where, bool, False),
+            ),
+        )
+        if kind == "s3" and not (settings.s3.server_address and settings.s3.bucket_name):
+            raise self.fail(
+                f"{s3_where}ServerAddress", "ServerAddress and BucketName are required for an s3 cache"
+            )
+        return settings
 
     def kubernetes(self, table: dict[str, Any], where: str, output_limit: int) -> KubernetesSettings:
         values: dict[str, Any] = {}

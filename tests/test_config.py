@@ -21,6 +21,9 @@ check_interval = 3          # GitLab Runner keys we do not use are accepted
   executor = "kubernetes"
   environment = ["A=1", "B=two=2"]
   output_limit = 1024
+  tls-ca-file = "/etc/gitlab-runner/certs/ca.crt"
+  gitlab_call_timeout = 2.5
+  final_update_timeout = 60
   [runners.kubernetes]
     host = "https://127.0.0.1:6443"
     cert_file = "/etc/k/cert.pem"
@@ -73,6 +76,9 @@ def test_full_file(tmp_path: Path) -> None:
                     memory_limit="1Gi",
                 ),
                 feature_flags={"FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY": True},
+                tls_ca_file="/etc/gitlab-runner/certs/ca.crt",
+                gitlab_call_timeout=2.5,
+                final_update_timeout=60.0,
             ),
         ),
     )
@@ -91,11 +97,20 @@ def test_defaults_follow_gitlab_runner(tmp_path: Path) -> None:
         4096,
     )
     assert (settings.poll_interval, settings.poll_timeout, settings.retry_limit) == (3, 180, 5)
+    entry = config.runners[0]
+    assert (entry.tls_ca_file, entry.gitlab_call_timeout, entry.final_update_timeout) == (None, 30.0, 300.0)
 
 
 def test_output_limit_under_kubernetes_wins(tmp_path: Path) -> None:
     text = "[[runners]]\noutput_limit = 10\n[runners.kubernetes]\noutput_limit = 20\n"
     assert load_runner_config(write(tmp_path, text)).runners[0].kubernetes.output_limit == 20
+
+
+def test_the_local_cache_listens_on_loopback_unless_told_where(tmp_path: Path) -> None:
+    text = '[[runners]]\n[runners.cache]\nType = "local"\n'
+    assert load_runner_config(write(tmp_path, text)).runners[0].cache.listen_address == "127.0.0.1"
+    text += '[runners.cache.local]\nListenAddress = "10.213.0.1"\n'
+    assert load_runner_config(write(tmp_path, text)).runners[0].cache.listen_address == "10.213.0.1"
 
 
 def test_an_empty_file_is_an_empty_config(tmp_path: Path) -> None:
@@ -157,6 +172,23 @@ def test_an_empty_file_is_an_empty_config(tmp_path: Path) -> None:
             '[[runners]]\n[runners.feature_flags]\nFF_X = "yes"',
             "config.toml: key 'runners[0].feature_flags.FF_X': expected true or false",
             id="feature-flag",
+        ),
+        pytest.param(
+            "[[runners]]\ngitlab_call_timeout = 0",
+            "config.toml: key 'runners[0].gitlab_call_timeout': expected a number of seconds above 0 "
+            "(at most 86400)",
+            id="call-timeout-zero",
+        ),
+        pytest.param(
+            '[[runners]]\nfinal_update_timeout = "5m"',
+            "config.toml: key 'runners[0].final_update_timeout': expected a number of seconds above 0 "
+            "(at most 86400)",
+            id="final-update-timeout-string",
+        ),
+        pytest.param(
+            "[[runners]]\ntls-ca-file = 1",
+            "config.toml: key 'runners[0].tls-ca-file': expected a string",
+            id="tls-ca-file",
         ),
         pytest.param(
             "[[runners]]\nkubernetes = 1",

@@ -27,6 +27,7 @@ from kuberunner.cluster import kubeconfig as cluster_kubeconfig
 from kuberunner.cluster import tls
 from kuberunner.errors import BadInput, FileError
 from kuberunner.faultproxy import FaultProxy, ProxyStats, parse_address, rewrite_kubeconfig, run_proxy
+from kuberunner.kube import config as kube_config
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -482,6 +483,22 @@ def test_rewrite_kubeconfig_changes_only_the_current_clusters_port(tmp_path: Pat
     assert stat.S_IMODE(dst.stat().st_mode) == 0o600
 
 
+async def test_rewrite_kubeconfig_of_a_json_kubeconfig_is_read_back(tmp_path: Path) -> None:
+    # A JSON kubeconfig (as `kubectl config view --raw -o json` writes) used to come out as wrapped
+    # flow-style YAML that no YAML parser reads.
+    doc = YAML(typ="safe").load(
+        _kubeconfig(tmp_path / "yaml", server="https://10.0.0.7:6443", ca_pem=b"PEM").read_text()
+    )
+    src = tmp_path / "config.json"
+    src.write_text(json.dumps(doc, separators=(",", ":")))
+    rewrite_kubeconfig(src, tmp_path / "proxied", server="127.0.0.1:40001")
+    cluster = json.loads((tmp_path / "proxied").read_text())["clusters"][0]["cluster"]
+    assert cluster["server"] == "https://127.0.0.1:40001"
+    assert cluster["tls-server-name"] == "10.0.0.7"
+    loaded = await kube_config.load_kubeconfig(tmp_path / "proxied")
+    assert loaded.host == "https://127.0.0.1:40001"
+
+
 def test_rewrite_kubeconfig_to_another_host_keeps_tls_name(tmp_path: Path) -> None:
     src = _kubeconfig(tmp_path / "config", server="https://127.0.0.1:6443/prefix", ca_pem=b"PEM")
     rewrite_kubeconfig(src, tmp_path / "proxied", server="127.0.0.2:7000")
@@ -618,3 +635,106 @@ async def test_run_proxy_faults_on_signals_and_black_hole_schedule(echo: Echo) -
     assert stats.reset_rounds == 1
     # The handlers are gone with the proxy: the default action of SIGUSR1 would end the process.
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+
+
+# -- silence -----------------------------------------------------------------------------------------
+
+
+async def test_silence_swallows_both_ways_and_closes_nothing(
+    proxy: FaultProxy, echo: Echo, connect: Connect
+) -> None:
+    reader, writer = stream = await connect(proxy)
+    assert await roundtrip(stream, b"before") == b"before"
+    assert proxy.silence_all() == 1
+    writer.write(b"into the void")
+    await writer.drain()
+    await eventually(lambda: proxy.stats.bytes_swallowed == len(b"into the void"))
+    await read_nothing_for(reader, 0.3)  # no byte, no EOF, no reset
+    assert bytes(echo.received) == b"before" and echo.endings == []
+    assert (proxy.stats.silenced, proxy.stats.silence_rounds, proxy.silent_connections()) == (1, 1, 1)
+    # The client giving up tells the server nothing either; and silence is for open connections
+    # only: a new one works (its round trip also gives the proxy time to pass on a FIN, if it would).
+    writer.close()
+    assert await roundtrip(await connect(proxy), b"after") == b"after"
+    assert echo.endings == [] and proxy.silent_connections() == 1
+
+
+async def test_silence_holds_back_what_the_server_sends_too(connect: Connect) -> None:
+    server = await asyncio.start_server(ticker, "127.0.0.1", 0)
+    async with (
+        server,
+        FaultProxy(target_host="127.0.0.1", target_port=server.sockets[0].getsockname()[1]) as p,
+    ):
+        reader, _ = await connect(p)
+        assert await asyncio.wait_for(reader.readline(), 5) == b"0\n"
+        p.silence_all()
+        delivered = p.stats.bytes_down
+        await eventually(lambda: p.stats.bytes_swallowed > 30)  # the ticker writes on, into nothing
+        assert p.stats.bytes_down == delivered
+
+
+async def test_silence_after_silences_each_connection_at_its_own_age(
+    proxy: FaultProxy, connect: Connect
+) -> None:
+    old = await connect(proxy)
+    assert await roundtrip(old, b"x") == b"x"
+    proxy.silence_after(0.3)
+    young = await connect(proxy)
+    assert await roundtrip(young, b"y") == b"y"  # it is not 0.3 s old yet
+    await eventually(lambda: proxy.silent_connections() == 2)
+    for reader, writer in (old, young):
+        writer.write(b"z")
+        await read_nothing_for(reader, 0.2)
+    assert proxy.stats.silenced == 2 and proxy.stats.silence_rounds == 0
+    proxy.silence_after(None)
+    assert await roundtrip(await connect(proxy), b"fresh") == b"fresh"
+
+
+async def test_schedule_silence_makes_count_rounds(proxy: FaultProxy, connect: Connect) -> None:
+    proxy.schedule_silence(0.1, count=2)
+    await eventually(lambda: proxy.stats.silence_rounds == 2)
+    stream = await connect(proxy)
+    assert await roundtrip(stream, b"after the rounds") == b"after the rounds"
+    with pytest.raises(ValueError, match="silence interval"):
+        proxy.schedule_silence(0)
+
+
+async def test_until_connections_returns_when_that_many_were_accepted(
+    proxy: FaultProxy, connect: Connect
+) -> None:
+    waiter = asyncio.ensure_future(proxy.until_connections(2))
+    await connect(proxy)
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    await connect(proxy)
+    await asyncio.wait_for(waiter, 5)
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:0", "[::]:0", "192.0.2.1:8443", "example.com:0"])
+async def test_run_proxy_listens_on_loopback_only(listen: str) -> None:
+    with pytest.raises(BadInput, match="only listens on loopback"):
+        await run_proxy("127.0.0.1:1", listen, None)
+
+
+async def test_run_proxy_silences_on_sighup_and_on_schedule(echo: Echo, connect: Connect) -> None:
+    stop = asyncio.Event()
+    ready: asyncio.Future[FaultProxy] = asyncio.get_running_loop().create_future()
+    running = asyncio.create_task(
+        run_proxy(
+            f"127.0.0.1:{echo.port}",
+            "localhost:0",
+            None,
+            silence_every=0.1,
+            handle_signals=True,
+            on_ready=ready.set_result,
+            stop=stop,
+        )
+    )
+    p = await asyncio.wait_for(ready, 5)
+    await eventually(lambda: p.stats.silence_rounds >= 2)
+    rounds = p.stats.silence_rounds
+    os.kill(os.getpid(), signal.SIGHUP)
+    await eventually(lambda: p.stats.silence_rounds > rounds)
+    stop.set()
+    await asyncio.wait_for(running, 5)
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL

@@ -53,6 +53,11 @@ class Kubelet(Protocol):
         With 0 the store has already removed the object; kill at once and clean up."""
         ...
 
+    async def pod_updated(self, pod: RawObject) -> None:
+        """A client changed the pod's spec (only images can change): restart the running containers
+        whose image changed, as a kubelet does when a container's definition changes."""
+        ...
+
     async def handle_log(self, request: web.Request, pod: RawObject) -> web.StreamResponse:
         """GET .../pods/{name}/log, for a pod the API server has found (auth already checked)."""
         ...

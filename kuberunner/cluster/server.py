@@ -2,7 +2,9 @@
 
 `EmbeddedCluster` is what tests and `kuberunner exec` use in-process; `run_cluster_forever` is the
 foreground `kuberunner cluster` command. Loopback only: the server refuses any other listen address,
-because its containers run as the user who started it.
+because its containers run as the user who started it. Connections are admitted by
+`connections.ConnectionGate`, which also does TLS: a deadline for each request head and a cap on
+connections that have not shown the token yet.
 
 State directory layout: `<state_dir>/apiserver/` belongs to this module (kubeconfig unless another
 path was asked for, transient TLS files); everything else in `<state_dir>` belongs to the kubelet.
@@ -23,10 +25,12 @@ from types import TracebackType
 
 from aiohttp import web
 
-from kuberunner.cluster import apiserver, kubeconfig, tls
+from kuberunner.cluster import kubeconfig, tls
+from kuberunner.cluster.api import apiserver, connections
+from kuberunner.cluster.api.state import ApiState
+from kuberunner.cluster.api.store import Store
 from kuberunner.cluster.contracts import Kubelet, ObjectStore
-from kuberunner.cluster.state import ApiState
-from kuberunner.cluster.store import Store
+from kuberunner.cluster.node import hidden
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ KubeletFactory = Callable[[ObjectStore, Path], Kubelet]
 
 def default_kubelet(store: ObjectStore, state_dir: Path) -> Kubelet:
     # Imported here so the API server imports (and is tested) without the kubelet half.
-    from kuberunner.cluster.kubelet import LocalKubelet  # type: ignore[import-not-found,unused-ignore]
+    from kuberunner.cluster.node.kubelet import LocalKubelet  # type: ignore[import-not-found,unused-ignore]
 
     kubelet: Kubelet = LocalKubelet(store=store, state_dir=state_dir, node_name=NODE_NAME)
     return kubelet
@@ -70,8 +74,11 @@ class EmbeddedCluster:
         kubeconfig_out: Path | None = None,
         forbid: Collection[str] = (),
         kubelet_factory: KubeletFactory | None = None,
+        limits: connections.ConnectionLimits | None = None,
     ) -> None:
         self._host, self._requested_port = parse_listen(listen)
+        self.limits = limits or connections.ConnectionLimits()
+        self.gate: connections.ConnectionGate | None = None
         self._given_state_dir = state_dir
         self._kubeconfig_out = kubeconfig_out
         self._forbid = (forbid,) if isinstance(forbid, str) else tuple(forbid)
@@ -111,14 +118,21 @@ class EmbeddedCluster:
         creds = tls.generate(hosts=(self._host,))
         self.token = creds.token
         self.ca_pem = creds.cert_pem
+        self.store.set_root_ca(creds.cert_pem.decode("ascii"))
         context = tls.server_context(creds, own_dir)
         self._kubelet = self._kubelet_factory(self.store, self.state_dir)
         self.store.kubelet = self._kubelet
         state = ApiState(store=self.store, kubelet=self._kubelet, token=self.token, forbid=self._forbid)
         app = apiserver.make_app(state)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
+        self._runner = web.AppRunner(
+            app, handle_signals=False, shutdown_timeout=2.0, keepalive_timeout=self.limits.idle_timeout
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._requested_port, ssl_context=context)
+        assert self._runner.server is not None
+        self.gate = connections.ConnectionGate(
+            limits=self.limits, ssl_context=context, app_factory=self._runner.server
+        )
+        site = connections.GatedSite(self._runner, host=self._host, port=self._requested_port, gate=self.gate)
         await site.start()
         self.port = _bound_port(self._runner)
         host = f"[{self._host}]" if ":" in self._host else self._host
@@ -126,6 +140,7 @@ class EmbeddedCluster:
         self.url = f"https://{host}:{self.port}"
         self.kubeconfig_path = self._kubeconfig_out or own_dir / "kubeconfig"
         kubeconfig.write(self.kubeconfig_path, server=self.url, ca_pem=self.ca_pem, token=self.token)
+        hidden.hide_from_containers(self.kubeconfig_path)
         log.info("embedded cluster serving at %s (kubeconfig %s)", self.url, self.kubeconfig_path)
 
     async def _stop(self) -> None:

@@ -47,6 +47,8 @@ def failure_body(
         "reason": reason,
         "code": code,
     }
+    if not reason:
+        del body["reason"]  # an internal error with no StatusReason, as the server encodes it
     if details is not None:
         body["details"] = details
     return body

@@ -17,9 +17,10 @@ import contextlib
 import logging
 import secrets
 
-from kuberunner.executor import retrying
+from kuberunner.executor import podhealth, retrying
 from kuberunner.executor.backoff import Backoff
 from kuberunner.executor.file_transport import FileLogReader, TransportError
+from kuberunner.executor.kubelet_records import ResumePoint
 from kuberunner.executor.kubelet_transport import KubeletLogReader
 from kuberunner.executor.stages import BUILD_CONTAINER
 from kuberunner.executor.strategy import Exited, JobContext, Lost, StageEnd, Stopped
@@ -40,6 +41,9 @@ class AttachStrategy:
         """One per output stream, by the container it is read from."""
         self._exits: dict[str, asyncio.Future[int]] = {}
         self._pumps: list[asyncio.Task[None]] = []
+        self._parked: dict[str, bytes] = {}
+        """Log bytes that followed a stage's marker, kept until the next stage is expected: a runner
+        taking a job over reads later stages' output and markers already in the log."""
 
     async def open(self, job: JobContext) -> None:
         if job.settings.log_transport == "file":
@@ -58,11 +62,23 @@ class AttachStrategy:
 
     async def run_stage(self, job: JobContext, stage: str, *, deadline: float) -> StageEnd:
         loop = asyncio.get_running_loop()
-        nonce, token = secrets.token_hex(16), secrets.token_hex(8)
+        if job.state.stage == stage and job.state.nonce and job.state.token:
+            # Taken over after a restart: the start line is idempotent, so writing it again with the
+            # same nonce and token starts the stage only if it never started.
+            nonce, token = job.state.nonce, job.state.token
+        else:
+            nonce, token = secrets.token_hex(16), secrets.token_hex(8)
         exited: asyncio.Future[int] = loop.create_future()
         self._exits[stage] = exited
-        job.state.stage, job.state.nonce = stage, nonce
-        self._scanners[_stream_of(job, stage)].expect(stage=stage, nonce=nonce)
+        job.state.stage, job.state.nonce, job.state.token = stage, nonce, token
+        stream = _stream_of(job, stage)
+        scanner = self._scanners[stream]
+        scanner.expect(stage=stage, nonce=nonce)
+        parked = self._parked.pop(stream, b"")
+        if parked:
+            self._dispatch(job, stream, scanner.feed(parked))
+        self._note_held(job, stream)
+        job.report("stage")
         container = job.plan.container(stage)
         paths = job.settings.paths
         to_log_file = job.settings.log_transport == "file"
@@ -86,17 +102,32 @@ class AttachStrategy:
             async for chunk in reader.chunks():
                 if isinstance(reader, FileLogReader):
                     job.state.offset = reader.offset
-                self._dispatch(job, scanner.feed(chunk))
+                else:
+                    job.state.records[stream] = reader.resume.at_line_start()
+                self._dispatch(job, stream, scanner.feed(chunk))
+                self._note_held(job, stream)
+                job.report("output")
         except TransportError as exc:
-            job.mark_broken(str(exc))
+            job.mark_broken(await podhealth.reason_or(job.broken, str(exc)))
         finally:
-            self._dispatch(job, scanner.flush())
+            job.trace.job_output(self._parked.pop(stream, b""))
+            self._dispatch(job, stream, scanner.flush())
 
-    def _dispatch(self, job: JobContext, events: list[JobOutput | StageExited]) -> None:
+    def _note_held(self, job: JobContext, stream: str) -> None:
+        scanner = self._scanners[stream]
+        job.state.held = scanner.held + len(self._parked.get(stream, b""))
+        job.state.clean = scanner.awaiting is not None
+
+    def _dispatch(self, job: JobContext, stream: str, events: list[JobOutput | StageExited]) -> None:
         for event in events:
             if isinstance(event, JobOutput):
-                job.trace.job_output(event.data)
+                if stream in self._parked:
+                    self._parked[stream] += event.data
+                else:
+                    job.trace.job_output(event.data)
                 continue
+            # What follows the marker waits for the next stage's expectation (or the end).
+            self._parked.setdefault(stream, b"")
             future = self._exits.get(event.stage)
             if future is not None and not future.done():
                 future.set_result(event.exit_code)
@@ -114,19 +145,25 @@ def _stream_of(job: JobContext, stage: str) -> str:
 def _reader(job: JobContext, container: str) -> FileLogReader | KubeletLogReader:
     backoff = Backoff(budget=job.settings.api_budget)
     if job.settings.log_transport == "kubelet":
-        return KubeletLogReader(
+        reader = KubeletLogReader(
             client=job.client,
             namespace=job.state.namespace,
             pod=job.state.pod,
             container=container,
             backoff=backoff,
         )
+        if container in job.state.records:
+            # Taken over after a restart: go on after the last record the trace holds.
+            timestamp, seen = job.state.records[container]
+            reader.resume = ResumePoint(timestamp=timestamp, seen_at_timestamp=seen)
+        return reader
     return FileLogReader(
         client=job.client,
         namespace=job.state.namespace,
         pod=job.state.pod,
         container=container,
         path=job.settings.paths.log_file,
+        status_path=job.settings.paths.log_status_file,
         offset=job.state.offset,
         backoff=backoff,
     )

@@ -15,19 +15,34 @@ from kuberunner.executor.backoff import Backoff
 from kuberunner.kube import channels, streams
 from kuberunner.kube.client import KubeClient
 from kuberunner.kube.errors import ApiStatusError, ApiUnreachable, ExecStartError, Forbidden, StreamLost
+from kuberunner.shell import commands
 
 log = logging.getLogger(__name__)
 
-_READER = ': >>"$1"; tail -c +"$2" -f "$1" & t=$!; cat >/dev/null; kill "$t"'
+LOG_WRITE_FAILED_NOTICE = "kuberunner-log-reader: the job log could not be written"
+LOG_WRITE_FAILED_REASON = (
+    "the job log could not be written (no space left on the pod's logs volume?); "
+    "the stage's exit code is unknown"
+)
+
+# $1 log, $2 first byte, $3 the log status file (see `commands.start_stage`), made here before any
+# stage runs; a watcher reads its byte every second and says so on stderr once it is LOG_WRITE_FAILED.
+_READER = (
+    f': >>"$1"; [ -s "$3" ] || printf {commands.LOG_STATUS_UNSET} >>"$3"; '
+    'tail -c +"$2" -f "$1" & t=$!; '
+    f'(c=; until [ "$c" = {commands.LOG_WRITE_FAILED} ]; do sleep 1; read -r c <"$3"; done; '
+    f"echo '{LOG_WRITE_FAILED_NOTICE}' >&2) & w=$!; "
+    'cat >/dev/null; kill "$t" "$w"'
+)
 
 
 class TransportError(Exception):
     """The transport cannot go on (forbidden, missing tools, API gone past the budget)."""
 
 
-def reader_command(path: str, offset: int) -> list[str]:
+def reader_command(path: str, offset: int, status_path: str) -> list[str]:
     """`tail -c +N` counts from 1, so offset 0 is +1."""
-    return ["sh", "-c", _READER, "kuberunner-log-reader", path, str(offset + 1)]
+    return ["sh", "-c", _READER, "kuberunner-log-reader", path, str(offset + 1), status_path]
 
 
 class FileLogReader:
@@ -39,6 +54,7 @@ class FileLogReader:
         pod: str,
         container: str,
         path: str,
+        status_path: str,
         offset: int = 0,
         backoff: Backoff | None = None,
     ) -> None:
@@ -47,6 +63,7 @@ class FileLogReader:
         self._pod = pod
         self._container = container
         self._path = path
+        self._status_path = status_path
         self.offset = offset
         self._backoff = backoff or Backoff()
         self.reconnects = 0
@@ -71,7 +88,7 @@ class FileLogReader:
                 raise TransportError(f"cannot start the log reader in the build container: {exc}") from exc
             except ApiStatusError as exc:
                 if exc.code == 404:
-                    raise TransportError(f"pod {self._pod} is gone") from exc
+                    raise TransportError(f"pod {self._namespace}/{self._pod} was deleted") from exc
                 reason = exc.message
             delay = self._backoff.failed(loop.time())
             if delay is None:
@@ -86,14 +103,18 @@ class FileLogReader:
             namespace=self._namespace,
             pod=self._pod,
             container=self._container,
-            command=reader_command(self._path, self.offset),
+            command=reader_command(self._path, self.offset, self._status_path),
             stdin=True,
         )
+        errors = b""
         async with session:
             async for frame in session.output():
                 if frame.channel == channels.STDOUT and frame.data:
                     self.offset += len(frame.data)
                     yield frame.data
                 elif frame.channel == channels.STDERR and frame.data:
+                    errors = (errors + frame.data)[-4096:]
+                    if LOG_WRITE_FAILED_NOTICE.encode() in errors:
+                        raise TransportError(LOG_WRITE_FAILED_REASON)
                     log.warning("log reader: %s", frame.data.decode(errors="replace").rstrip())
             await session.wait()

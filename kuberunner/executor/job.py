@@ -9,28 +9,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 from kuberunner import __version__
-from kuberunner.executor import podhealth, retrying
+from kuberunner.executor import poddeletion, podhealth, retrying
 from kuberunner.executor.attach import AttachStrategy
 from kuberunner.executor.backoff import Backoff
 from kuberunner.executor.file_transport import TransportError
 from kuberunner.executor.legacy_exec import LegacyExecStrategy
 from kuberunner.executor.podspec import PodDesign, build_pod, build_secret, dns_slug
 from kuberunner.executor.results import JobResult, Observation, Success, decide
+from kuberunner.executor.services import ServiceContainer, render_wait, report_failed
 from kuberunner.executor.settings import ExecutorSettings
-from kuberunner.executor.stages import HELPER_CONTAINER, USER_STAGES, StagePlan
+from kuberunner.executor.stages import HELPER_CONTAINER, USER_STAGES, WAIT_FOR_SERVICES, StagePlan
 from kuberunner.executor.strategy import Exited, JobContext, JobState, Lost, Stopped, Strategy
+from kuberunner.executor.transfer_stages import (
+    after_script_stage,
+    after_script_stage_for,
+    private_files,
+    run_stages_after,
+    script_files,
+    stages_before_script,
+)
 from kuberunner.executor.waiting import first_of
 from kuberunner.job.spec import JobSpec
+from kuberunner.job.variables import variable_problem
 from kuberunner.kube.client import KubeClient
-from kuberunner.kube.errors import KubeError, NotFound
+from kuberunner.kube.errors import CertificateRejected, KubeError, NotFound
 from kuberunner.shell import render
+from kuberunner.shell.transfers import Transfers
 from kuberunner.trace import Trace
 
 log = logging.getLogger(__name__)
@@ -43,7 +55,7 @@ class GitSource:
     """Where get_sources fetches the project from, for jobs from a GitLab server."""
 
     repo_url: str
-    """With the job token in it; the token is masked in the trace."""
+    """Without credentials: it ends up in .git/config, where the job can read it."""
     sha: str
     ref: str
     ref_type: str = "branch"
@@ -53,6 +65,11 @@ class GitSource:
     """GIT_STRATEGY: clone, fetch or none."""
     checkout: bool = True
     """GIT_CHECKOUT."""
+    auth_header: str = ""
+    """`Authorization: …` for repo_url's server: handed to git in a 0600 file removed after the
+    fetch, never in argv, the URL or .git/config."""
+    ca_pem: bytes = b""
+    """The CA bundle of repo_url's server (config.toml's tls-ca-file), when the system's is not enough."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +92,11 @@ class JobRequest:
     """The after_script step's own timeout (GitLab's payload); None means the executor's default."""
     after_script_when: Literal["always", "on_success", "on_failure"] = "always"
     """When after_script runs; GitLab sends `always`, and a job can only narrow it."""
+    transfers: Transfers | None = None
+    """Artifacts and cache the helper moves before and after the script (`transfer_stages`)."""
+    services: tuple[ServiceContainer, ...] = ()
+    services_timeout: int = 30
+    """Seconds the helper waits for the services' ports (`wait_for_services_timeout`)."""
 
 
 def after_script_due(request: JobRequest, seen: Observation) -> bool:
@@ -110,9 +132,11 @@ async def run_job(
     trace: Trace,
     cancel: asyncio.Event,
     strategy: Strategy | None = None,
+    progress: Callable[[str, JobState], None] | None = None,
 ) -> JobResult:
     """Run one job in a pod of its own and say how it ended. `strategy` defaults to the one the
-    request asks for (attach, or legacy exec); tests and benchmarks pass their own."""
+    request asks for (attach, or legacy exec); tests and benchmarks pass their own. `progress` hears
+    of each step a restarted runner needs to take the job over (`resume.resume_job`)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + request.timeout
     strategy = strategy or choose_strategy(request)
@@ -123,12 +147,29 @@ async def run_job(
         state=JobState(settings.namespace, _pod_name(settings, request)),
         cancel=cancel,
         plan=StagePlan(git_sources=request.git is not None),
+        progress=progress,
     )
+    # A sink that fails (a full disk, a closed stdout) ends the job at once as a system failure.
+    trace.on_failure(job.mark_broken)
     trace.runner_line(f"Using Kubernetes namespace: {settings.namespace}")
     trace.runner_line(f"Using {strategy.name} strategy to execute scripts...")
     health: asyncio.Task[None] | None = None
     seen = Observation(exit_codes=())
+    if cancel.is_set():
+        trace.runner_line("Job canceled before its pod was created", level="error")
+        return decide(Observation((), canceled=True))
+    problems = [
+        problem
+        for key, value in (*request.variables, *((key, "") for key, _ in request.variable_files))
+        if (problem := variable_problem(key, value)) is not None
+    ]
+    if problems:
+        # `exec` and `run` refuse these earlier, naming where they came from; this is the last gate.
+        return decide(Observation((), system_error=problems[0]))
+    if job.broken.done():
+        return decide(Observation((), system_error=job.broken.result()))
     try:
+        job.report("pod")
         await _create_pod(job, request)
         early = await _wait_for_running(job, request, deadline=deadline)
         if early is not None:
@@ -138,36 +179,79 @@ async def run_job(
             health = asyncio.create_task(_watch_health(job), name=f"{job.state.pod}: health")
             await strategy.open(job)
             seen = await _run_user_stages(job, strategy, request, deadline=deadline)
+            job.state.outcome = seen
+            job.report("stages_done")
             if after_script_due(request, seen):
-                await _run_after_script(job, strategy, request.after_script_timeout)
+                await _run_after_script(
+                    job, strategy, request.after_script_timeout, stage=after_script_stage(seen)
+                )
+            present = set(script_files(request.transfers, project_dir=request.project_dir))
+            seen = await run_stages_after(job, strategy, request.transfers, seen, present=present)
+            job.state.outcome = seen
+            job.report("finished")
     except KubeError as exc:
-        seen = Observation(seen.exit_codes, system_error=f"Kubernetes API: {exc}")
-    except TransportError as exc:
-        seen = Observation(seen.exit_codes, system_error=str(exc))
-    finally:
+        reason = f"Kubernetes API: {exc}"
         if health is not None:
-            health.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await health
-        await strategy.close()
-        await _delete_pod(job)
+            reason = await podhealth.reason_or(job.broken, reason)
+        seen = Observation(seen.exit_codes, system_error=reason)
+    except TransportError as exc:
+        reason = str(exc)
+        if health is not None:
+            reason = await podhealth.reason_or(job.broken, reason)
+        seen = Observation(seen.exit_codes, system_error=reason)
+    finally:
+        await _despite_cancel(_clean_up(job, strategy, health))
+    if trace.failure is not None and seen.system_error is None:
+        seen = dataclasses.replace(seen, system_error=trace.failure)
     return decide(seen)
+
+
+async def _clean_up(job: JobContext, strategy: Strategy, health: asyncio.Task[None] | None) -> None:
+    if health is not None:
+        health.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await health
+    await strategy.close()
+    await _delete_pod(job)
+
+
+async def _despite_cancel(work: Coroutine[object, object, None]) -> None:
+    """Run `work` to its end even when the caller drops the job meanwhile (a second Ctrl-C, GitLab's
+    `canceled`): the pod must be deleted whatever happens. The cancel is passed on afterwards."""
+    task = asyncio.ensure_future(work)
+    dropped = False
+    while True:
+        try:
+            await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            dropped = True
+    if dropped:
+        raise asyncio.CancelledError
 
 
 async def _run_user_stages(
     job: JobContext, strategy: Strategy, request: JobRequest, *, deadline: float
 ) -> Observation:
     codes: list[int | None] = []
-    for stage in USER_STAGES:
+    waits = (WAIT_FOR_SERVICES,) if _waits_for_services(request) else ()
+    for stage in (USER_STAGES[0], *waits, *stages_before_script(request.transfers), *USER_STAGES[1:]):
         with _section(job, stage):
             end = await strategy.run_stage(job, stage, deadline=deadline)
         match end:
+            case Exited(exit_code=code) if stage == WAIT_FOR_SERVICES:
+                if 0 < code <= len(request.services):
+                    await report_failed(job, request.services, code - 1)
             case Exited(exit_code=code):
                 codes.append(code)
+                job.state.outcome = Observation(tuple(codes))
+                job.report("stage_ended")
                 if code != 0:
                     break
             case Lost(reason=reason):
-                return Observation(tuple(codes), system_error=reason)
+                return Observation(tuple(codes), system_error=await podhealth.reason_or(job.broken, reason))
             case Stopped(canceled=True):
                 job.trace.runner_line("Job canceled: the running stage was stopped", level="error")
                 return Observation(tuple(codes), canceled=True)
@@ -187,11 +271,17 @@ def _section(job: JobContext, stage: str) -> Iterator[None]:
         job.trace.section_end(stage)
 
 
-async def _run_after_script(job: JobContext, strategy: Strategy, allowed: float | None) -> None:
+async def _run_after_script(
+    job: JobContext, strategy: Strategy, allowed: float | None, *, stage: str = "after_script"
+) -> None:
+    """after_script is how a job cleans up after a cancel, so the cancel that ended the job must not
+    stop it too: it runs with a cancel of its own that nothing sets. Only its own timeout stops it,
+    or the caller dropping the job (a second Ctrl-C, GitLab's `canceled`), which cancels run_job."""
     loop = asyncio.get_running_loop()
+    cleanup = dataclasses.replace(job, cancel=asyncio.Event())
     with _section(job, "after_script"):
         end = await strategy.run_stage(
-            job, "after_script", deadline=loop.time() + (allowed or job.settings.after_script_timeout)
+            cleanup, stage, deadline=loop.time() + (allowed or job.settings.after_script_timeout)
         )
     match end:
         case Exited(exit_code=0):
@@ -204,6 +294,7 @@ async def _run_after_script(job: JobContext, strategy: Strategy, allowed: float 
             job.trace.runner_line("WARNING: after_script timed out", level="warning")
         case Stopped():
             pass
+    job.report("stage_ended")
 
 
 def _pod_name(settings: ExecutorSettings, request: JobRequest) -> str:
@@ -226,8 +317,15 @@ async def _create_pod(job: JobContext, request: JobRequest) -> None:
         active_deadline_seconds=int(request.timeout + settings.after_script_timeout + 60),
         memory_limit=settings.memory_limit,
         helper_image=(settings.helper_image or image) if helper else None,
+        owner=settings.owner,
+        services=request.services,
     )
     client, namespace, budget = job.client, settings.namespace, settings.api_budget
+    files = stage_files(job, request)
+    private = private_files(request.transfers)
+    design = dataclasses.replace(
+        design, script_keys=tuple(k for k in files if k not in private), private_keys=tuple(private)
+    )
     pod_body = build_pod(design)
     pod = await retrying.create_once(
         client,
@@ -236,7 +334,7 @@ async def _create_pod(job: JobContext, request: JobRequest) -> None:
         budget=budget,
         what=f"creating pod {design.name}",
     )
-    secret_body = build_secret(pod=pod, files=stage_files(job, request))
+    secret_body = build_secret(pod=pod, files=files)
     await retrying.create_once(
         client,
         create=lambda: client.create_secret(namespace, secret_body),
@@ -254,22 +352,37 @@ def stage_files(job: JobContext, request: JobRequest) -> dict[str, bytes]:
         *((key, paths.script(_variable_file(key))) for key, _ in request.variable_files),
     )
     files = {
-        "get_sources": _get_sources(request, paths.script(archive_name)).encode(),
+        "get_sources": _get_sources(request, paths.script(archive_name), paths.script(GIT_CA)).encode(),
         "step_script": render.render_user_stage(
             commands=[*request.job.before_script, *request.job.script],
-            variables=variables,
+            variables=(("CI_JOB_STATUS", "running"), *variables),
             project_dir=request.project_dir,
-        ).encode(),
-        "after_script": render.render_user_stage(
-            commands=request.job.after_script, variables=variables, project_dir=request.project_dir
         ).encode(),
         "kill_stage": render.KILL_STAGE.encode(),
     }
+    for status in ("success", "failed", "canceled"):
+        # One after_script per ending: the Secret is written before the job's ending is known.
+        stage = after_script_stage_for(status)
+        files[stage] = render.render_user_stage(
+            commands=request.job.after_script,
+            variables=(*variables, ("CI_JOB_STATUS", status)),
+            project_dir=request.project_dir,
+        ).encode()
+    files.update(script_files(request.transfers, project_dir=request.project_dir))
+    if _waits_for_services(request):
+        files[WAIT_FOR_SERVICES] = render_wait(request.services, timeout=request.services_timeout).encode()
+    files.update(private_files(request.transfers))
     if request.project_archive is not None:
         files[archive_name] = request.project_archive
     for key, content in request.variable_files:
         files[_variable_file(key)] = content
+    if request.git is not None and request.git.ca_pem:
+        files[GIT_CA] = request.git.ca_pem
     return files
+
+
+def _waits_for_services(request: JobRequest) -> bool:
+    return any(service.ports for service in request.services)
 
 
 def _variable_file(key: str) -> str:
@@ -277,7 +390,10 @@ def _variable_file(key: str) -> str:
     return f"variable.{key}"
 
 
-def _get_sources(request: JobRequest, archive_path: str) -> str:
+GIT_CA = "git-ca.pem"
+
+
+def _get_sources(request: JobRequest, archive_path: str, ca_path: str) -> str:
     git = request.git
     if git is None:
         return render.render_get_sources(
@@ -294,6 +410,8 @@ def _get_sources(request: JobRequest, archive_path: str) -> str:
         strategy=git.strategy,
         checkout=git.checkout,
         project_dir=request.project_dir,
+        auth_header=git.auth_header,
+        ca_file=ca_path if git.ca_pem else "",
     )
 
 
@@ -304,30 +422,20 @@ async def _wait_for_running(job: JobContext, request: JobRequest, *, deadline: f
     name = f"{job.state.namespace}/{job.state.pod}"
     last_message = ""
 
-    async def watch() -> str | None:
+    def waiting(message: str) -> None:
         nonlocal last_message
-        backoff = Backoff(budget=job.settings.api_budget)
-        while True:
-            try:
-                async for event_type, pod in job.client.watch_pod(job.state.namespace, job.state.pod):
-                    backoff.healthy()
-                    state = podhealth.assess(event_type, pod, containers=job.plan.containers)
-                    if isinstance(state, podhealth.Ready):
-                        return None
-                    if isinstance(state, podhealth.Broken):
-                        return state.reason
-                    if state.message != last_message:
-                        last_message = state.message
-                        job.trace.runner_line(
-                            f"Waiting for pod {name} to be running, status is {state.message}"
-                        )
-            except KubeError as exc:
-                if not retrying.is_transient(exc):
-                    raise
-                delay = backoff.failed(loop.time())
-                if delay is None:
-                    return f"the Kubernetes API stayed unreachable: {exc}"
-                await asyncio.sleep(delay)
+        last_message = message
+        job.trace.runner_line(f"Waiting for pod {name} to be running, status is {message}")
+
+    async def watch() -> str | None:
+        return await podhealth.wait_until_ready(
+            client=job.client,
+            namespace=job.state.namespace,
+            name=job.state.pod,
+            backoff=Backoff(budget=job.settings.api_budget),
+            containers=job.plan.containers,
+            on_waiting=waiting,
+        )
 
     watcher = asyncio.ensure_future(watch())
     try:
@@ -359,11 +467,17 @@ async def _delete_pod(job: JobContext) -> None:
     namespace, name = job.state.namespace, job.state.pod
     try:
         await retrying.retry(
-            lambda: job.client.delete_pod(namespace, name, grace_seconds=0),
+            lambda: job.client.delete_pod(namespace, name, grace_seconds=poddeletion.CLEANUP_GRACE_SECONDS),
             budget=job.settings.api_budget,
             what=f"deleting pod {name}",
         )
-    except NotFound:
-        pass
+    except (NotFound, CertificateRejected):
+        return  # no pod, or no request ever reached the server (the job's error already says why)
     except KubeError as exc:
         job.trace.runner_line(f"WARNING: could not delete pod {name}: {exc}", level="warning")
+        return
+    if not await poddeletion.wait_until_gone(job.client, namespace, name, within=poddeletion.GONE_WITHIN):
+        waited = f"{poddeletion.GONE_WITHIN:.0f} s"
+        job.trace.runner_line(
+            f"WARNING: pod {name} still exists {waited} after its deletion", level="warning"
+        )

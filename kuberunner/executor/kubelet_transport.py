@@ -1,9 +1,12 @@
 """The `kubelet` log transport, the seed's own: output from `pods/log?follow&timestamps`, no exec at all.
 
 Stage output goes to PID 1's stdout, which the runtime keeps as a CRI log. After any drop the reader
-asks again from the last record's second and skips exactly the records it already delivered, so
-nothing is lost or repeated. Its known limit, as in the seed: the runtime holds a partial line
-until its newline (or 16 KiB), and turns CRLF into LF.
+asks again from the last line's second and skips exactly the bytes it already delivered, so
+nothing is lost or repeated. Its known limits: the runtime holds a partial line until its newline
+(or 16 KiB), and this reader until its newline or `kubelet_records.OPEN_LINE_LIMIT` (the kubelet
+timestamps lines, not the runtime's pieces); CRLF becomes LF. A runner restart adopting the job
+resumes at a line boundary (`ResumePoint.at_line_start`: the journal keeps no `open_bytes`), so a
+line still open and over that limit at the restart shows its delivered part twice.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class KubeletLogReader:
         pod: str,
         container: str,
         backoff: Backoff | None = None,
-        read_timeout: float = 30.0,
+        read_timeout: float = streams.LOG_IDLE_TIMEOUT,
     ) -> None:
         self._client = client
         self._namespace = namespace
@@ -53,7 +56,7 @@ class KubeletLogReader:
         loop = asyncio.get_running_loop()
         parser = RecordParser()
         while True:
-            parser.reset()
+            parser.reset(resuming=self.resume.since_time() is not None)
             self.resume.restart()
             try:
                 async for body in streams.follow_log(
@@ -66,10 +69,10 @@ class KubeletLogReader:
                     read_timeout=self._read_timeout,
                 ):
                     self._backoff.healthy()
-                    data = b"".join(r.data for r in parser.feed(body) if self.resume.admit(r))
+                    data = b"".join(self.resume.take(r) for r in parser.feed(body))
                     if data:
                         yield data
-                tail = b"".join(r.data for r in parser.flush() if self.resume.admit(r))
+                tail = b"".join(self.resume.take(r) for r in parser.flush())
                 if tail:
                     yield tail
                 reason = "the log stream ended"
@@ -83,7 +86,7 @@ class KubeletLogReader:
             except Forbidden as exc:
                 raise TransportError(f"reading the job log needs pods/log: {exc.message}") from exc
             except NotFound as exc:
-                raise TransportError(f"pod {self._pod} is gone") from exc
+                raise TransportError(f"pod {self._namespace}/{self._pod} was deleted") from exc
             except ApiStatusError as exc:
                 reason = exc.message  # e.g. 400 "waiting to start": try again
             except MalformedLog as exc:

@@ -24,7 +24,8 @@ CONNECTION_LOST = (
 
 _RUN_SCRIPT = (
     "for s in /usr/local/bin/bash /usr/bin/bash /bin/bash /bin/sh; do "
-    'if [ -x "$s" ]; then KUBERUNNER_STAGE="$1" exec "$s" "$2"; fi; done; echo shell not found >&2; exit 1'
+    'if [ -x "$s" ]; then export "KUBERUNNER_STAGE_$1=1"; exec "$s" "$2"; fi; done; '
+    "echo shell not found >&2; exit 1"
 )
 
 

@@ -1,4 +1,6 @@
-"""Reads a pod object and says whether the job can still run in it (pure), plus the watcher that asks.
+"""Reads a pod object and says whether the job can still run in it (pure), plus the waits that ask:
+until the pod runs, and then until it breaks, both through `kube.podwatch` (a watch with a GET beside
+it, so a silent connection is noticed in seconds, not when the watch times out).
 
 Deletion, eviction, a failed phase (activeDeadlineSeconds included) or any of the job's containers
 (`build`, and `helper` when the pod has one) having ended all mean the job's outcome can no longer
@@ -8,12 +10,16 @@ come from its script: a system failure naming why. The pod is ready once all of 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from kuberunner.executor import retrying
 from kuberunner.executor.backoff import Backoff
 from kuberunner.executor.stages import BUILD_CONTAINER
+from kuberunner.kube import podwatch
 from kuberunner.kube.client import KubeClient
 from kuberunner.kube.errors import KubeError, NotFound
 
@@ -96,6 +102,115 @@ def assess(event_type: str, pod: dict[str, Any], *, containers: tuple[str, ...] 
     return Waiting(f"{phase or 'Pending'}" + (f": {waiting['reason']}" if waiting else ""))
 
 
+STARTING = podwatch.Liveness(probe_every=2.0, probe_timeout=4.0)
+"""While the pod starts, the GET beside the watch comes every 2 s (GitLab Runner polls every 3 s).
+Under 3 s, a loaded API server (200 jobs starting at once in bench/concurrency.py) timed probes out
+by the hundred, and every timeout sent the client's REST calls to new connections: more load."""
+
+RUNNING = podwatch.Liveness(probe_every=2.5, probe_timeout=4.0)
+"""During the job a deleted pod is noticed within about probe_every + probe_timeout + one GET, even
+when every open connection went silent (one probe may time out on a silent pooled connection)."""
+
+
+DEATH_REPORTED_WITHIN = 3.0
+"""How long a failed attach or exec waits for the pod's status before its own error is the job's.
+When PID 1 dies (SIGKILL, OOM), a real API server answers attach and exec with 500 "container not
+found" a moment before the kubelet reports the container terminated (its relist runs every second);
+the status says why ("exit code 137, reason OOMKilled"), the error does not."""
+
+
+async def reason_or(broken: asyncio.Future[str], fallback: str) -> str:
+    """The pod's reason for breaking if it comes within DEATH_REPORTED_WITHIN, else `fallback`."""
+    if not broken.done():
+        await asyncio.wait([broken], timeout=DEATH_REPORTED_WITHIN)
+    return broken.result() if broken.done() else fallback
+
+
+class GaveUp(Exception):
+    """The API stayed unreachable past the job's budget."""
+
+
+class _BackoffRetry:
+    """The job's API budget as a `podwatch.RetryPolicy`: transient errors wait, others are raised."""
+
+    def __init__(self, backoff: Backoff) -> None:
+        self._backoff = backoff
+
+    def healthy(self) -> None:
+        self._backoff.healthy()
+
+    async def failed(self, exc: KubeError) -> None:
+        if not retrying.is_transient(exc):
+            raise exc
+        log.info("following the pod failed: %s", exc)
+        delay = self._backoff.failed(asyncio.get_running_loop().time())
+        if delay is None:
+            raise GaveUp(f"the Kubernetes API stayed unreachable: {exc}") from exc
+        await asyncio.sleep(delay)
+
+
+async def _states(
+    *,
+    client: KubeClient,
+    namespace: str,
+    name: str,
+    backoff: Backoff,
+    containers: tuple[str, ...],
+    liveness: podwatch.Liveness,
+) -> AsyncGenerator[PodState, None]:
+    """The job's view of the pod after each change; ends with a Broken state."""
+    events = podwatch.follow_pod(
+        client, namespace=namespace, name=name, retry=_BackoffRetry(backoff), liveness=liveness
+    )
+    try:
+        async with contextlib.aclosing(events):
+            async for event_type, pod in events:
+                state = assess(event_type, pod, containers=containers)
+                yield state
+                if isinstance(state, Broken):
+                    return
+    except GaveUp as exc:
+        yield Broken(str(exc))
+        return
+    except NotFound:
+        yield Broken(f"pod {namespace}/{name} was deleted")
+        return
+    yield Broken(f"the watch of pod {namespace}/{name} ended")
+
+
+async def wait_until_ready(
+    *,
+    client: KubeClient,
+    namespace: str,
+    name: str,
+    backoff: Backoff,
+    containers: tuple[str, ...] = _ONLY_BUILD,
+    on_waiting: Callable[[str], None],
+    liveness: podwatch.Liveness = STARTING,
+) -> str | None:
+    """None once every container runs; otherwise why the job cannot run. `on_waiting` hears each new
+    waiting message. Raises a non-transient `KubeError` (403, 422…) as is."""
+    states = _states(
+        client=client,
+        namespace=namespace,
+        name=name,
+        backoff=backoff,
+        containers=containers,
+        liveness=liveness,
+    )
+    last = ""
+    async with contextlib.aclosing(states):
+        async for state in states:
+            if isinstance(state, Ready):
+                return None
+            if isinstance(state, Broken):
+                return state.reason
+            if state.message != last:
+                last = state.message
+                on_waiting(state.message)
+    return f"the watch of pod {namespace}/{name} ended"
+
+
 async def wait_until_broken(
     *,
     client: KubeClient,
@@ -103,31 +218,22 @@ async def wait_until_broken(
     name: str,
     backoff: Backoff,
     containers: tuple[str, ...] = _ONLY_BUILD,
+    liveness: podwatch.Liveness = RUNNING,
 ) -> str:
-    """Watch the pod until it can no longer run the job; returns why. Reconnects on its own."""
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            async for event_type, pod in client.watch_pod(namespace, name):
-                backoff.healthy()
-                state = assess(event_type, pod, containers=containers)
+    """Follow the pod until it can no longer run the job; returns why. Reconnects on its own."""
+    states = _states(
+        client=client,
+        namespace=namespace,
+        name=name,
+        backoff=backoff,
+        containers=containers,
+        liveness=liveness,
+    )
+    try:
+        async with contextlib.aclosing(states):
+            async for state in states:
                 if isinstance(state, Broken):
                     return state.reason
-        except NotFound:
-            return f"pod {namespace}/{name} was deleted"
-        except KubeError as exc:
-            log.info("watch of pod %s/%s failed: %s", namespace, name, exc)
-            delay = backoff.failed(loop.time())
-            if delay is None:
-                return f"the Kubernetes API stayed unreachable: {exc}"
-            await asyncio.sleep(delay)
-            continue
-        # A watch that ends cleanly (server timeout) is simply renewed; check the pod still exists.
-        try:
-            state = assess("MODIFIED", await client.get_pod(namespace, name), containers=containers)
-        except NotFound:
-            return f"pod {namespace}/{name} was deleted"
-        except KubeError:
-            continue
-        if isinstance(state, Broken):
-            return state.reason
+    except KubeError as exc:
+        return f"following pod {namespace}/{name} failed: {exc}"
+    return f"the watch of pod {namespace}/{name} ended"

@@ -17,12 +17,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kuberunner.executor import services
+from kuberunner.executor.services import ServiceContainer
 from kuberunner.executor.stages import BUILD_CONTAINER, HELPER_CONTAINER
 from kuberunner.shell.layout import DETECT_SHELL, PodPaths
+from kuberunner.shell.transfers import PRIVATE_DIR
 
 RUNNER_LABEL = "kuberunner.io/runner"
 JOB_LABEL = "kuberunner.io/job"
 JOB_NAME_ANNOTATION = "kuberunner.io/job-name"
+OWNER_LABEL = "kuberunner.io/owner"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,22 @@ class PodDesign:
     """`resources.limits.memory` of the build container, as config.toml's `memory_limit`."""
     helper_image: str | None = None
     """When set, the pod gets a `helper` container running this image."""
+    owner: str | None = None
+    """The `kuberunner run` process family (its system id) that owns the pod: what finds orphans."""
+    services: tuple[ServiceContainer, ...] = ()
+    """Extra containers (GitLab's services), reachable from the others by alias on 127.0.0.1."""
+    script_keys: tuple[str, ...] = ()
+    private_keys: tuple[str, ...] = ()
+    """Keys of the scripts Secret only the helper may read (transfer credentials): when any, the
+    scripts volume lists `script_keys` alone and a `transfer` volume, mounted in the helper only,
+    holds these."""
+
+
+def container_security() -> dict[str, Any]:
+    """gitlab-runner's defaults: never privileged, NET_RAW dropped (no raw sockets, no ARP/ICMP
+    spoofing). The image's user, root included, and setuid tools such as sudo keep working: no
+    runAsNonRoot, and allowPrivilegeEscalation is left to the cluster's default, as gitlab-runner does."""
+    return {"privileged": False, "capabilities": {"drop": ["NET_RAW"]}}
 
 
 def secret_name(pod_name: str) -> str:
@@ -55,6 +75,9 @@ def build_pod(design: PodDesign) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": 0,
+        # The runner talks to the API, never the job: a token in the pod would only hand the job the
+        # namespace's default ServiceAccount.
+        "automountServiceAccountToken": False,
         "containers": containers,
         "volumes": [
             {"name": "scripts", "secret": {"secretName": secret_name(design.name), "defaultMode": 0o755}},
@@ -64,6 +87,11 @@ def build_pod(design: PodDesign) -> dict[str, Any]:
     }
     if design.active_deadline_seconds is not None:
         spec["activeDeadlineSeconds"] = design.active_deadline_seconds
+    if design.services:
+        containers += services.pod_containers(design.services, container_security())
+        spec["hostAliases"] = services.host_aliases(design.services)
+    if design.private_keys:
+        _keep_private(spec, design)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -73,11 +101,33 @@ def build_pod(design: PodDesign) -> dict[str, Any]:
             "labels": {
                 RUNNER_LABEL: _label_value(design.runner_name),
                 JOB_LABEL: _label_value(design.job_id),
+                **({OWNER_LABEL: _label_value(design.owner)} if design.owner else {}),
             },
             "annotations": {JOB_NAME_ANNOTATION: design.job_name},
         },
         "spec": spec,
     }
+
+
+def _keep_private(spec: dict[str, Any], design: PodDesign) -> None:
+    """Two views of the one Secret: the scripts for every container, the credentials for the helper
+    (for the build container when there is no helper: `exec`, whose URLs only open local objects)."""
+    spec["volumes"][0]["secret"]["items"] = [{"key": k, "path": k} for k in design.script_keys]
+    spec["volumes"].append(
+        {
+            "name": "transfer",
+            "secret": {
+                "secretName": secret_name(design.name),
+                "defaultMode": 0o400,
+                "items": [{"key": k, "path": k} for k in design.private_keys],
+            },
+        }
+    )
+    names = [c["name"] for c in spec["containers"]]
+    helper = spec["containers"][
+        names.index(HELPER_CONTAINER if HELPER_CONTAINER in names else BUILD_CONTAINER)
+    ]
+    helper["volumeMounts"].append({"name": "transfer", "mountPath": PRIVATE_DIR, "readOnly": True})
 
 
 def _container(name: str, image: str, paths: PodPaths) -> dict[str, Any]:
@@ -89,6 +139,7 @@ def _container(name: str, image: str, paths: PodPaths) -> dict[str, Any]:
         "stdin": True,
         "stdinOnce": False,
         "tty": False,
+        "securityContext": container_security(),
         "volumeMounts": [
             {"name": "scripts", "mountPath": paths.scripts_dir, "readOnly": True},
             {"name": "logs", "mountPath": paths.logs_dir},

@@ -36,3 +36,5 @@ class ExecutorSettings:
     memory_limit: str | None = None
     """The build container's memory limit (a Kubernetes quantity), GitLab's `memory_limit`."""
     paths: PodPaths = field(default_factory=PodPaths)
+    owner: str | None = None
+    """Labels every pod (`podspec.OWNER_LABEL`) so a restarted `run` or `exec` finds its orphans."""

@@ -16,12 +16,31 @@ HELPER_CONTAINER = "helper"
 USER_STAGES = ("get_sources", "step_script")
 """Stages whose exit codes decide the job, in order; after_script follows apart."""
 
-_HELPER_STAGES = frozenset({"get_sources"})
-"""GitLab Runner runs every predefined stage in the helper; get_sources is the only one we have."""
+TRANSFER_STAGES = (
+    "restore_cache",
+    "download_artifacts",
+    "archive_cache",
+    "archive_cache_on_failure",
+    "upload_artifacts_on_success",
+    "upload_artifacts_on_failure",
+)
+"""The helper's stages around the script (`shell.transfers`), GitLab Runner's names."""
+
+WAIT_FOR_SERVICES = "wait_for_services"
+
+_HELPER_STAGES = frozenset({"get_sources", WAIT_FOR_SERVICES, *TRANSFER_STAGES})
+"""GitLab Runner runs every predefined stage in the helper."""
 
 _HEADERS = {
     "step_script": 'Executing "step_script" stage of the job script',
     "after_script": "Running after_script",
+    "restore_cache": "Restoring cache",
+    WAIT_FOR_SERVICES: "Waiting for services to be up and running",
+    "download_artifacts": "Downloading artifacts",
+    "archive_cache": "Saving cache for successful job",
+    "archive_cache_on_failure": "Saving cache for failed job",
+    "upload_artifacts_on_success": "Uploading artifacts for successful job",
+    "upload_artifacts_on_failure": "Uploading artifacts for failed job",
 }
 
 

@@ -10,9 +10,11 @@ once; a strategy starts, reads and kills every stage the same way in whichever c
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from kuberunner.executor.results import Observation
 from kuberunner.executor.settings import ExecutorSettings
 from kuberunner.executor.stages import StagePlan
 from kuberunner.kube.client import KubeClient
@@ -52,6 +54,18 @@ class JobState:
     stage: str | None = None
     nonce: str | None = None
     offset: int = 0
+    token: str | None = None
+    """The running stage's kill token; with `nonce`, what lets a restarted runner take the stage over."""
+    records: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """`kubelet` transport: per container, the last record read (timestamp, how many at it)."""
+    held: int = 0
+    """Bytes before `offset` read but not yet passed to the trace (a possible marker's start, or
+    what followed a marker until the next stage is expected)."""
+    clean: bool = False
+    """The stage being read still awaits its marker: reading again from `offset - held` (less what
+    the trace holds back for masking) yields exactly the output that followed."""
+    outcome: Observation | None = None
+    """How the user stages ended, once they have (what decides whether after_script runs)."""
 
 
 @dataclass(slots=True)
@@ -65,8 +79,15 @@ class JobContext:
     cancel: asyncio.Event
     plan: StagePlan
     """The pod's containers and where each stage runs."""
+    progress: Callable[[str, JobState], None] | None = None
+    """Told of every step a restarted runner needs: "pod", "stage", "output", "stage_ended",
+    "stages_done", "finished" (`resume`, `runner.journal`)."""
     broken: asyncio.Future[str] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     """Set once with the reason when the pod can no longer run the job."""
+
+    def report(self, event: str) -> None:
+        if self.progress is not None:
+            self.progress(event, self.state)
 
     def mark_broken(self, reason: str) -> None:
         if not self.broken.done():

@@ -12,6 +12,7 @@ Reading the kubeconfig for real is `kuberunner.kube.config`'s job, not this modu
 from __future__ import annotations
 
 import io
+import json
 import os
 import warnings
 from pathlib import Path
@@ -35,7 +36,8 @@ def _line(node: Any) -> int:
     return int(lc.line) + 1 if lc is not None and lc.line is not None else 0
 
 
-def _load(src: Path) -> Any:
+def _load(src: Path) -> tuple[Any, bool]:
+    """The document, and whether it is JSON (a kubeconfig may be: JSON is YAML)."""
     try:
         text = src.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -43,7 +45,7 @@ def _load(src: Path) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ruamel warns about valid YAML, e.g. reused anchors
-            return YAML(typ="rt").load(text)
+            return YAML(typ="rt").load(text), text.lstrip().startswith("{")
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise FileError(src, mark.line + 1 if mark else 0, f"invalid YAML: {exc.problem}") from exc
@@ -105,7 +107,7 @@ def rewrite_kubeconfig(src: Path, dst: Path, *, server: str) -> None:
     credentials). A bad `src` raises `FileError`, a bad `server` `BadInput`.
     """
     new_host, new_port = parse_address(server)
-    doc = _load(src)
+    doc, is_json = _load(src)
     if not isinstance(doc, dict):
         raise FileError(src, 0, "a kubeconfig must be a mapping")
     current = doc.get("current-context")
@@ -127,7 +129,13 @@ def rewrite_kubeconfig(src: Path, dst: Path, *, server: str) -> None:
         _absolute_paths(doc, src.resolve().parent)
 
     out = io.StringIO()
-    YAML(typ="rt").dump(doc, out)
+    if is_json:
+        # Dumped as YAML, a JSON document keeps its flow style and comes out wrapped at column 0,
+        # which YAML parsers reject: JSON in, JSON out.
+        json.dump(doc, out, indent=2)
+        out.write("\n")
+    else:
+        YAML(typ="rt").dump(doc, out)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

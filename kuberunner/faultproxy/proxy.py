@@ -1,7 +1,7 @@
 """FaultProxy: a plain TCP relay between the runner and the Kubernetes API server that breaks on demand.
 
 It exists to reproduce, in tests and on a user's own set-up, what the seed did with `tcpkill`:
-connections to the API server that die while a job runs. Three faults, each one what a user's
+connections to the API server that die while a job runs. Four faults, each one what a user's
 network really does:
 
 - `reset_all()`    every open connection gets RST on both sides (tcpkill, a NAT or firewall flush);
@@ -9,6 +9,11 @@ network really does:
                    Afterwards the held bytes are delivered in order, as TCP retransmission would
                    (`then="deliver"`), or every connection is reset (`then="reset"`: the peers gave
                    up, or a middlebox forgot them);
+- `silence_all()`  every open connection goes silent for good: bytes are swallowed both ways and
+                   nothing is closed or reset (a NAT entry that expired, a node that vanished: the
+                   half-open connection TCP alone never notices). New connections work.
+                   `silence_after(s)` silences each connection `s` seconds after it opened;
+                   `schedule_silence(every)` calls `silence_all()` on a schedule;
 - `refuse(s)`      the listening socket is closed for `s` seconds, so connects get ECONNREFUSED (an
                    API server restarting); open connections are left alone.
 
@@ -23,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -59,6 +64,12 @@ class ProxyStats:
     """Bytes delivered from clients to the target."""
     bytes_down: int
     """Bytes delivered from the target to clients."""
+    silenced: int = 0
+    """Connections made silent (each counts once)."""
+    silence_rounds: int = 0
+    """Calls of `silence_all()`, scheduled or not."""
+    bytes_swallowed: int = 0
+    """Bytes read from either peer of a silent connection and dropped."""
 
 
 def _check_seconds(seconds: float, what: str) -> None:
@@ -101,6 +112,9 @@ class FaultProxy:
         self._refuse_end = 0.0
         self._reopen_task: asyncio.Task[None] | None = None
         self._schedule_task: asyncio.Task[None] | None = None
+        self._silence_task: asyncio.Task[None] | None = None
+        self._silence_after: float | None = None
+        self._accepted = asyncio.Event()
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -126,6 +140,7 @@ class FaultProxy:
             return
         self._closing = True
         self.stop_schedule()
+        self.stop_silence_schedule()
         for timer in (self._hole_timer, self._refuse_timer):
             if timer is not None:
                 timer.cancel()
@@ -196,6 +211,46 @@ class FaultProxy:
     def black_holed(self) -> bool:
         return not self._flowing.is_set()
 
+    def silence_all(self) -> int:
+        """Make every open connection silent for good; returns how many went silent now."""
+        count = sum(relay.silence() for relay in list(self._relays))
+        self._counters.silence_rounds += 1
+        log.info("fault proxy: silenced %d connection(s)", count)
+        return count
+
+    def silence_after(self, seconds: float | None) -> None:
+        """Each connection, open or future, goes silent `seconds` after it was opened (None: stop)."""
+        if seconds is not None:
+            _check_seconds(seconds, "silence delay")
+        self._silence_after = seconds
+        loop = asyncio.get_running_loop()
+        for relay in list(self._relays):
+            if seconds is not None:
+                relay.silence_at(max(loop.time(), relay.opened_at + seconds))
+
+    def schedule_silence(self, every: float, *, count: int | None = None) -> None:
+        """Call `silence_all()` every `every` seconds, `count` times (None: until stopped)."""
+        self._check_schedule(every, count, "silence interval")
+        self.stop_silence_schedule()
+        self._silence_task = self._spawn(
+            self._periodically(every, count, self.silence_all), "faultproxy silence schedule"
+        )
+
+    def stop_silence_schedule(self) -> None:
+        if self._silence_task is not None:
+            self._silence_task.cancel()
+            self._silence_task = None
+
+    async def until_connections(self, total: int) -> None:
+        """Returns once `total` connections have been accepted since the start, so a test can fault
+        the moment a given one opens (say, a runner's first stream after its REST calls)."""
+        while self._counters.connections_total < total:
+            self._accepted.clear()
+            await self._accepted.wait()
+
+    def silent_connections(self) -> int:
+        return sum(relay.silent for relay in self._relays)
+
     def refuse(self, seconds: float) -> None:
         """Refuse new connections (ECONNREFUSED) for `seconds`; open connections keep working."""
         _check_seconds(seconds, "refusal duration")
@@ -246,20 +301,26 @@ class FaultProxy:
     def schedule_resets(self, every: float, *, count: int | None = None) -> None:
         """Call `reset_all()` every `every` seconds, `count` times (None: until `close()`/`stop_schedule()`).
         A new schedule replaces the previous one."""
-        _check_seconds(every, "reset interval")
+        self._check_schedule(every, count, "reset interval")
+        self.stop_schedule()
+        self._schedule_task = self._spawn(
+            self._periodically(every, count, self.reset_all), "faultproxy reset schedule"
+        )
+
+    @staticmethod
+    def _check_schedule(every: float, count: int | None, what: str) -> None:
+        _check_seconds(every, what)
         if every == 0:
-            raise ValueError("reset interval must be > 0")
+            raise ValueError(f"{what} must be > 0")
         if count is not None and count < 0:
             raise ValueError(f"count must be >= 0, got {count}")
-        self.stop_schedule()
-        self._schedule_task = self._spawn(self._reset_periodically(every, count), "faultproxy reset schedule")
 
     def stop_schedule(self) -> None:
         if self._schedule_task is not None:
             self._schedule_task.cancel()
             self._schedule_task = None
 
-    async def _reset_periodically(self, every: float, count: int | None) -> None:
+    async def _periodically(self, every: float, count: int | None, fault: Callable[[], int]) -> None:
         loop = asyncio.get_running_loop()
         due = loop.time()
         done = 0
@@ -267,7 +328,7 @@ class FaultProxy:
             # Deadlines from a fixed origin, so a slow round does not stretch the period.
             due += every
             await asyncio.sleep(max(0.0, due - loop.time()))
-            self.reset_all()
+            fault()
             done += 1
 
     @property
@@ -289,6 +350,9 @@ class FaultProxy:
             upstream_failures=c.upstream_failures,
             bytes_up=c.bytes_up,
             bytes_down=c.bytes_down,
+            silenced=c.silenced,
+            silence_rounds=c.silence_rounds,
+            bytes_swallowed=c.bytes_swallowed,
         )
 
     @property
@@ -332,6 +396,9 @@ class FaultProxy:
         )
         self._relays.add(relay)
         self._counters.connections_total += 1
+        if self._silence_after is not None:
+            relay.silence_at(relay.opened_at + self._silence_after)
+        self._accepted.set()
         relay.attach_task(self._spawn(relay.run(), relay.name))
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:

@@ -1,12 +1,15 @@
 """One relayed TCP connection: two byte pumps, a shared gate that can stop them, and a real reset.
 
-The relay never looks inside the bytes (TLS passes through untouched). What it adds is the three
+The relay never looks inside the bytes (TLS passes through untouched). What it adds is the
 faults of `proxy.py`, at the TCP level: a reset is SO_LINGER {1, 0} then close, so the kernel sends
 RST instead of FIN, as tcpkill's forged segments do; a black hole is the gate being shut, so a pump
 holds the chunk it read and stops reading (the kernel's buffers then push back on the sender,
-as they would behind a dead route). Half-closes (FIN) are relayed as half-closes and a reset from
-either peer is relayed as a reset to the other, so the proxy is invisible until a fault is asked for.
-Deciding *when* to fault is left to `proxy.py`.
+as they would behind a dead route); silence is for good and per connection: both pumps keep
+reading and drop every byte, and nothing is ever closed, so both peers' kernels keep ACKing and
+each side sees an established, healthy-looking socket on which nothing arrives (a half-open
+connection behind an expired NAT entry or a vanished node). Half-closes (FIN) are relayed as
+half-closes and a reset from either peer is relayed as a reset to the other, so the proxy is
+invisible until a fault is asked for. Deciding *when* to fault is left to `proxy.py`.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ class Counters:
     upstream_failures: int = 0
     bytes_up: int = 0
     bytes_down: int = 0
+    silenced: int = 0
+    silence_rounds: int = 0
+    bytes_swallowed: int = 0
 
 
 def _linger_zero(writer: asyncio.StreamWriter) -> None:
@@ -91,6 +97,10 @@ class Relay:
         self._upstream_writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self._ended = False
+        self._silent = False
+        self._gone = asyncio.Event()
+        self._silence_timer: asyncio.TimerHandle | None = None
+        self.opened_at = asyncio.get_running_loop().time()
         peer = self._client_writer.get_extra_info("peername")
         self.name = f"faultproxy relay {peer!r} -> {target[0]}:{target[1]}"
         _flush_at_once(self._client_writer)
@@ -102,6 +112,25 @@ class Relay:
         """Send RST to both peers now and drop whatever the relay holds."""
         self._end(rst=True)
 
+    @property
+    def silent(self) -> bool:
+        return self._silent
+
+    def silence(self) -> bool:
+        """From now on drop every byte both ways and close nothing; False if already silent or ended."""
+        if self._ended or self._silent:
+            return False
+        self._silent = True
+        self._counters.silenced += 1
+        log.debug("%s: silenced", self.name)
+        return True
+
+    def silence_at(self, when: float) -> None:
+        """Go silent at loop time `when` (replacing an earlier plan), unless ended before."""
+        if self._silence_timer is not None:
+            self._silence_timer.cancel()
+        self._silence_timer = asyncio.get_running_loop().call_at(when, self.silence)
+
     def close(self) -> None:
         """End without a reset (the proxy is shutting down)."""
         self._end(rst=False)
@@ -110,6 +139,9 @@ class Relay:
         if self._ended:
             return
         self._ended = True
+        self._gone.set()
+        if self._silence_timer is not None:
+            self._silence_timer.cancel()
         for writer in (self._client_writer, self._upstream_writer):
             if writer is not None:
                 hard_close(writer, rst=rst)
@@ -134,9 +166,12 @@ class Relay:
             except* OSError as group:
                 log.debug("%s: a peer failed: %s", self.name, group.exceptions[0])
                 failed = True
-            if failed:
+            if failed and not self._silent:
                 # One peer reset (or vanished): the other peer learns it the same way.
                 self._end(rst=True)
+            elif self._silent:
+                # A silent connection tells neither peer anything, not even that the other left.
+                await self._gone.wait()
             else:
                 await self._close_gracefully()
         finally:
@@ -167,9 +202,16 @@ class Relay:
     ) -> None:
         while True:
             data = await source.read(self._buffer_size)
+            if self._silent:
+                if not data:
+                    return  # no FIN is passed on either
+                self._counters.bytes_swallowed += len(data)
+                continue
             # The gate is checked after the read: a chunk read just before a black hole began is
             # held here, in order, with the rest left in the kernel's buffers.
             await self._flowing.wait()
+            if self._silent:  # silenced during a black hole: the held chunk is dropped too
+                continue
             if not data:
                 break
             sink.write(data)

@@ -7,7 +7,14 @@ with a backoff that honours `Retry-After`. The exception tree::
 
     GitLabError               a call failed for good
      ├── Unreachable          no HTTP answer (refused, reset, timed out) after every attempt
+     ├── Untrusted            GitLab's TLS certificate cannot be verified (never retried: it will not heal)
+     ├── TooLarge             a reply body over the limit (never parsed truncated)
      └── Rejected             an HTTP status the call cannot go on with (403 bad token, 410, …)
+
+Every attempt is bounded (`Timeouts`), and a timed-out attempt is retried on a new connection, so
+a reply that never comes costs one timeout, not the job. Sockets to GitLab use TCP keepalive with
+short intervals, so a peer that vanished is noticed within seconds even between calls. Bodies are
+read whole, up to a limit: a reply that arrives in several TCP segments is never cut.
 
 aiohttp's exceptions never leave this module.
 """
@@ -18,6 +25,8 @@ import asyncio
 import json
 import logging
 import random
+import socket
+import ssl
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,24 +36,56 @@ from typing import Any, Self
 import aiohttp
 
 from kuberunner import __version__
+from kuberunner.gitlab.payload import recover_id_and_token
 
 log = logging.getLogger(__name__)
 
 RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 LONG_POLL_TIMEOUT = 70.0
 """Seconds for one `jobs/request`: GitLab's Workhorse holds it up to 50 s."""
+CALL_TIMEOUT = 30.0
+"""Seconds for one attempt of any other call (a trace PATCH, a PUT, verify, …)."""
+MAX_JOB_BODY = 32 << 20
+"""Bytes of a job payload (its variables can be large); anything bigger is refused, not cut."""
+MAX_BODY = 1 << 20
+"""Bytes of any other reply; GitLab's are a few hundred."""
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 5, 2, 3
+"""TCP keepalive: a GitLab that vanished without a FIN or RST is noticed within about 11 s."""
 
 FEATURES: dict[str, bool] = {
     # Honest: only what kuberunner implements. Rails holds back jobs that need a feature we lack.
-    "variables": True, "image": True, "services": False, "artifacts": False, "cache": False,
-    "fallback_cache_keys": False, "shared": False, "upload_multiple_artifacts": False,
-    "upload_raw_artifacts": False, "session": False, "terminal": False, "refspecs": False,
-    "masking": True, "proxy": False, "raw_variables": False, "artifacts_exclude": False,
-    "multi_build_steps": False, "trace_reset": False, "trace_checksum": True, "trace_size": True,
-    "vault_secrets": False, "cancelable": True, "return_exit_code": True, "service_variables": False,
-    "service_multiple_aliases": False, "image_executor_opts": False, "service_executor_opts": False,
-    "cancel_gracefully": True, "native_steps_integration": False, "two_phase_job_commit": False,
-    "job_inputs": False, "trace_sections": True,
+    "variables": True,
+    "image": True,
+    "services": False,
+    "artifacts": False,
+    "cache": False,
+    "fallback_cache_keys": False,
+    "shared": False,
+    "upload_multiple_artifacts": False,
+    "upload_raw_artifacts": False,
+    "session": False,
+    "terminal": False,
+    "refspecs": False,
+    "masking": True,
+    "proxy": False,
+    "raw_variables": False,
+    "artifacts_exclude": False,
+    "multi_build_steps": False,
+    "trace_reset": False,
+    "trace_checksum": True,
+    "trace_size": True,
+    "vault_secrets": False,
+    "cancelable": True,
+    "return_exit_code": True,
+    "service_variables": False,
+    "service_multiple_aliases": False,
+    "image_executor_opts": False,
+    "service_executor_opts": False,
+    "cancel_gracefully": True,
+    "native_steps_integration": False,
+    "two_phase_job_commit": False,
+    "job_inputs": False,
+    "trace_sections": True,
 }
 
 
@@ -53,6 +94,14 @@ class GitLabError(Exception):
 
 
 class Unreachable(GitLabError):
+    pass
+
+
+class Untrusted(GitLabError):
+    pass
+
+
+class TooLarge(GitLabError):
     pass
 
 
@@ -70,11 +119,23 @@ class Registration:
 
 
 @dataclass(frozen=True, slots=True)
+class BrokenJob:
+    """GitLab handed out a job whose payload cannot be used; it must still be told it failed."""
+
+    reason: str
+    id: int | None
+    token: str | None
+    """Recovered from the body's first top-level fields, when they could be read."""
+
+
+@dataclass(frozen=True, slots=True)
 class JobOffer:
     """One `jobs/request` answer: the decoded job (None for "no job") and the queue version to echo."""
 
     job: Any
     last_update: str | None
+    broken: BrokenJob | None = None
+    """Set (and `job` None) when a job was dequeued but its payload is unusable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +162,12 @@ class RetryPolicy:
     max_delay: float = 60.0
 
 
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    call: float = CALL_TIMEOUT
+    long_poll: float = LONG_POLL_TIMEOUT
+
+
 def api_base(url: str) -> str:
     """GitLab Runner's normalisation: no trailing `/` or `/ci`, then `/api/v4`."""
     base = url.strip().rstrip("/")
@@ -113,8 +180,14 @@ def api_base(url: str) -> str:
 
 def runner_info(executor: str = "kubernetes") -> dict[str, Any]:
     return {
-        "name": "kuberunner", "version": __version__, "revision": "", "platform": "linux",
-        "architecture": "amd64", "executor": executor, "shell": "bash", "features": dict(FEATURES),
+        "name": "kuberunner",
+        "version": __version__,
+        "revision": "",
+        "platform": "linux",
+        "architecture": "amd64",
+        "executor": executor,
+        "shell": "bash",
+        "features": dict(FEATURES),
     }
 
 
@@ -123,6 +196,8 @@ class _Answer:
     status: int
     headers: Mapping[str, str]
     body: bytes
+    too_large: bool = False
+    """`body` is only the first `limit` bytes of a longer one."""
 
     def json(self) -> Any:
         if "application/json" not in self.headers.get("Content-Type", ""):
@@ -136,14 +211,30 @@ class _Answer:
 class GitLabClient:
     """One HTTP session to one GitLab; `async with GitLabClient(url) as api:`."""
 
-    def __init__(self, url: str, *, retry: RetryPolicy | None = None) -> None:
-        """ValueError for a URL that is not http(s)."""
+    def __init__(
+        self,
+        url: str,
+        *,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        tls_ca_file: str | None = None,
+        max_job_body: int = MAX_JOB_BODY,
+    ) -> None:
+        """ValueError for a URL that is not http(s); OSError or ssl.SSLError for an unusable CA file."""
         self.base = api_base(url)
         self._retry = retry or RetryPolicy()
+        self.timeouts = timeouts or Timeouts()
+        self._max_job_body = max_job_body
+        self._tls_ca_file = tls_ca_file
+        # Read now, so a missing or broken file is a start-up error rather than a failure per call.
+        self._ssl: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=tls_ca_file) if tls_ca_file else True
+        )
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
         self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self._ssl, socket_factory=_keepalive_socket),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
             headers={"User-Agent": f"kuberunner {__version__} (linux)"},
         )
@@ -158,16 +249,31 @@ class GitLabClient:
     # -- runners -------------------------------------------------------------------------------
 
     async def verify(self, *, token: str, system_id: str) -> Registration:
-        answer = await self._call("POST", "/runners/verify", json_body={
-            "token": token, "system_id": system_id, "info": runner_info()}, what="verifying the runner")
+        answer = await self._call(
+            "POST",
+            "/runners/verify",
+            json_body={"token": token, "system_id": system_id, "info": runner_info()},
+            what="verifying the runner",
+        )
         if answer.status != 200:
             raise Rejected(answer.status, "verifying the runner", _message(answer))
         return _registration(answer, token_default=token)
 
     async def register(self, *, token: str, description: str, system_id: str) -> Registration:
-        answer = await self._call("POST", "/runners", json_body={
-            "token": token, "description": description, "system_id": system_id, "info": runner_info(),
-            "run_untagged": True, "locked": True, "paused": False}, what="registering the runner")
+        answer = await self._call(
+            "POST",
+            "/runners",
+            json_body={
+                "token": token,
+                "description": description,
+                "system_id": system_id,
+                "info": runner_info(),
+                "run_untagged": True,
+                "locked": True,
+                "paused": False,
+            },
+            what="registering the runner",
+        )
         if answer.status != 201:
             raise Rejected(answer.status, "registering the runner", _message(answer))
         return _registration(answer, token_default=None)
@@ -188,29 +294,60 @@ class GitLabClient:
         body: dict[str, Any] = {"token": token, "system_id": system_id, "info": runner_info()}
         if last_update:
             body["last_update"] = last_update
-        answer = await self._call("POST", "/jobs/request", json_body=body, what="requesting a job",
-                                  request_timeout=LONG_POLL_TIMEOUT)
+        answer = await self._call(
+            "POST",
+            "/jobs/request",
+            json_body=body,
+            what="requesting a job",
+            request_timeout=self.timeouts.long_poll,
+            limit=self._max_job_body,
+            partial_ok=True,
+        )
         seen = answer.headers.get("X-GitLab-Last-Update") or last_update
         if answer.status == 201:
-            job = answer.json()
-            if job is None:
-                raise Rejected(201, "requesting a job", "the job is not JSON")
-            return JobOffer(job, seen)
+            # GitLab has dequeued the job: whatever is wrong with it, it must not be dropped silently.
+            job = None if answer.too_large else answer.json()
+            if job is not None:
+                return JobOffer(job, seen)
+            if answer.too_large:
+                reason = f"the job payload is larger than {self._max_job_body} bytes"
+            elif "application/json" not in answer.headers.get("Content-Type", ""):
+                reason = f"the job payload is not JSON (Content-Type {answer.headers.get('Content-Type')!r})"
+            else:
+                reason = f"the job payload is not valid JSON ({len(answer.body)} bytes)"
+            job_id, job_token = recover_id_and_token(answer.body)
+            return JobOffer(None, seen, BrokenJob(reason, job_id, job_token))
         if answer.status in (204, 409, 503):
             return JobOffer(None, seen)
         raise Rejected(answer.status, "requesting a job", _message(answer))
 
     async def patch_trace(self, *, job_id: int, job_token: str, start: int, data: bytes) -> TraceReply:
-        headers = {"JOB-TOKEN": job_token, "Content-Range": f"{start}-{start + len(data) - 1}",
-                   "Content-Type": "text/plain"}
-        answer = await self._call("PATCH", f"/jobs/{job_id}/trace", data=data, headers=headers,
-                                  what="sending the trace")
-        return TraceReply(answer.status, _range_end(answer.headers.get("Range")),
-                          answer.headers.get("Job-Status"), _interval(answer.headers))
+        headers = {
+            "JOB-TOKEN": job_token,
+            "Content-Range": f"{start}-{start + len(data) - 1}",
+            "Content-Type": "text/plain",
+        }
+        answer = await self._call(
+            "PATCH", f"/jobs/{job_id}/trace", data=data, headers=headers, what="sending the trace"
+        )
+        return TraceReply(
+            answer.status,
+            _range_end(answer.headers.get("Range")),
+            answer.headers.get("Job-Status"),
+            _interval(answer.headers),
+        )
 
-    async def update_job(self, *, job_id: int, job_token: str, state: str,
-                         failure_reason: str | None = None, exit_code: int | None = None,
-                         checksum: str | None = None, bytesize: int | None = None) -> UpdateReply:
+    async def update_job(
+        self,
+        *,
+        job_id: int,
+        job_token: str,
+        state: str,
+        failure_reason: str | None = None,
+        exit_code: int | None = None,
+        checksum: str | None = None,
+        bytesize: int | None = None,
+    ) -> UpdateReply:
         body: dict[str, Any] = {"token": job_token, "state": state, "info": runner_info()}
         if failure_reason:
             body["failure_reason"] = failure_reason
@@ -219,15 +356,32 @@ class GitLabClient:
         if checksum is not None:
             body["checksum"] = checksum
             body["output"] = {"checksum": checksum, "bytesize": bytesize or 0}
-        answer = await self._call("PUT", f"/jobs/{job_id}", json_body=body,
-                                  headers={"JOB-TOKEN": job_token}, what="updating the job")
+        answer = await self._call(
+            "PUT",
+            f"/jobs/{job_id}",
+            json_body=body,
+            headers={"JOB-TOKEN": job_token},
+            what="updating the job",
+        )
         return UpdateReply(answer.status, answer.headers.get("Job-Status"), _interval(answer.headers))
 
     # -- transport -----------------------------------------------------------------------------
 
-    async def _call(self, method: str, path: str, *, what: str, json_body: Any = None, data: bytes = b"",
-                    headers: Mapping[str, str] | None = None, request_timeout: float = 60.0) -> _Answer:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        json_body: Any = None,
+        data: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        request_timeout: float | None = None,
+        limit: int = MAX_BODY,
+        partial_ok: bool = False,
+    ) -> _Answer:
         assert self._session is not None, "use `async with GitLabClient(...)`"
+        timeout = aiohttp.ClientTimeout(total=request_timeout or self.timeouts.call)
         send = dict(headers or {})
         payload = data
         if json_body is not None:
@@ -241,14 +395,27 @@ class GitLabClient:
             wait = delay
             try:
                 async with self._session.request(
-                    method, self.base + path, data=payload, headers=send,
-                    timeout=aiohttp.ClientTimeout(total=request_timeout),
+                    method,
+                    self.base + path,
+                    data=payload,
+                    headers=send,
+                    timeout=timeout,
                 ) as response:
-                    body = await response.content.read(1 << 20)
-                    answer = _Answer(response.status, dict(response.headers), body)
+                    body, too_large = await _read_body(response, limit)
+                    answer = _Answer(response.status, dict(response.headers), body, too_large)
+                    if too_large:
+                        # The rest is never read: this connection must not go back to the pool.
+                        response.close()
+            except aiohttp.ClientConnectorCertificateError as exc:
+                raise Untrusted(f"{what}: {_certificate_problem(exc, self._tls_ca_file)}") from None
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                # A timed-out or broken connection is closed by aiohttp: the next attempt opens a new one.
                 failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if isinstance(exc, TimeoutError):
+                    failure = f"no reply within {timeout.total:g} s"
             else:
+                if answer.too_large and not partial_ok:
+                    raise TooLarge(f"{what}: GitLab's reply is larger than {limit} bytes")
                 if not _retried(answer.status):
                     return answer
                 failure = f"GitLab answered {answer.status}"
@@ -259,6 +426,47 @@ class GitLabClient:
             await asyncio.sleep(min(wait, self._retry.max_delay) * random.uniform(1.0, 1.2))
             delay = min(delay * 2, self._retry.max_delay)
         raise Unreachable(f"{what}: {failure} ({self._retry.attempts} attempts)")
+
+
+async def _read_body(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """The whole body, or its first `limit` bytes and True when it is longer.
+
+    One `read(n)` returns whatever is buffered, which for a body in several TCP segments is only its
+    start; read to the end instead."""
+    declared = response.content_length
+    body = bytearray()
+    if declared is not None and declared > limit:
+        body += await response.content.read(limit)
+        return bytes(body), True
+    while True:
+        chunk = await response.content.read(limit + 1 - len(body))
+        if not chunk:
+            return bytes(body), False
+        body += chunk
+        if len(body) > limit:
+            return bytes(body[:limit]), True
+
+
+def _keepalive_socket(addr_info: Any) -> socket.socket:
+    family, kind, proto = addr_info[0], addr_info[1], addr_info[2]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+        ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+    ):
+        if hasattr(socket, option):  # Linux names; other systems keep their defaults
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+    return sock
+
+
+def _certificate_problem(exc: aiohttp.ClientConnectorCertificateError, ca_file: str | None) -> str:
+    error = exc.certificate_error
+    detail = getattr(error, "verify_message", None) or str(error)
+    where = f"{exc.host}:{exc.port}"
+    trusted = f"the CA in tls-ca-file {ca_file}" if ca_file else "the system's CAs (no tls-ca-file)"
+    return f"GitLab's TLS certificate at {where} cannot be verified against {trusted}: {detail}"
 
 
 def _retried(status: int) -> bool:

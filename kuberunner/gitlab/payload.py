@@ -7,6 +7,7 @@ the runner can fail that one job as a system failure and carry on.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -52,6 +53,46 @@ class GitInfo:
 class Service:
     name: str
     alias: str = ""
+    """One alias, or several separated by commas or spaces (GitLab's `alias`)."""
+    entrypoint: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
+    variables: tuple[tuple[str, str], ...] = ()
+    ports: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """One entry of the payload's `artifacts`: an archive, or a report (junit, dotenv, …)."""
+
+    name: str
+    paths: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+    untracked: bool = False
+    when: When = "on_success"
+    artifact_type: str = "archive"
+    artifact_format: str = "zip"
+    expire_in: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """A job whose artifacts this one downloads before its script, with that job's own token."""
+
+    id: int
+    name: str
+    token: str
+    has_artifacts: bool
+    """GitLab sends `artifacts_file` only when the job has an archive to download."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cache:
+    key: str
+    paths: tuple[str, ...]
+    untracked: bool = False
+    policy: str = "pull-push"
+    when: When = "on_success"
+    fallback_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +114,10 @@ class JobPayload:
     failure_reasons: tuple[str, ...]
     """`features.failure_reasons`: what this server accepts in a final update."""
     ignored: tuple[str, ...]
-    """Non-empty keywords we received but do not support (artifacts, cache, …), for a warning."""
+    """Non-empty keywords we received but do not support (hooks, …), for a warning."""
+    artifacts: tuple[Artifact, ...] = ()
+    dependencies: tuple[Dependency, ...] = ()
+    cache: tuple[Cache, ...] = ()
 
     def step(self, name: str) -> Step | None:
         return next((s for s in self.steps if s.name == name), None)
@@ -94,8 +138,13 @@ def _get(obj: Mapping[str, Any], key: str, kind: type, where: str, default: Any 
     return value
 
 
-_KINDS: dict[type, str] = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
-                           dict: "an object"}
+_KINDS: dict[type, str] = {
+    str: "a string",
+    int: "an integer",
+    bool: "true or false",
+    list: "a list",
+    dict: "an object",
+}
 
 
 def _strings(values: list[Any], where: str) -> tuple[str, ...]:
@@ -134,7 +183,10 @@ def parse_job(data: Any) -> JobPayload:
         failure_reasons=_strings(
             _get(features, "failure_reasons", list, "features.", []), "features.failure_reasons"
         ),
-        ignored=tuple(key for key in ("artifacts", "cache", "dependencies", "hooks") if data.get(key)),
+        ignored=tuple(key for key in ("hooks",) if data.get(key)),
+        artifacts=tuple(_artifact(a, i) for i, a in enumerate(_get(data, "artifacts", list, "", []))),
+        dependencies=tuple(_dependency(d, i) for i, d in enumerate(_get(data, "dependencies", list, "", []))),
+        cache=tuple(_cache(c, i) for i, c in enumerate(_get(data, "cache", list, "", []))),
     )
 
 
@@ -168,8 +220,12 @@ def _variable(obj: Any, index: int) -> Variable:
     )
 
 
-_WHEN: dict[str, When] = {"": "on_success", "on_success": "on_success", "on_failure": "on_failure",
-                          "always": "always"}
+_WHEN: dict[str, When] = {
+    "": "on_success",
+    "on_success": "on_success",
+    "on_failure": "on_failure",
+    "always": "always",
+}
 
 
 def _step(obj: Any, index: int) -> Step:
@@ -190,6 +246,116 @@ def _step(obj: Any, index: int) -> Step:
 
 def _service(obj: Any, index: int) -> Service:
     where = f"services[{index}]."
+    item = _object(obj, f"services[{index}]")
+    ports = []
+    for n, port in enumerate(_get(item, "ports", list, where, [])):
+        number = port.get("number") if isinstance(port, dict) else None
+        if not isinstance(number, int) or isinstance(number, bool) or not 0 < number < 65536:
+            raise _fail(f"{where}ports[{n}].number", "a port number")
+        ports.append(number)
+    variables = []
+    for n, variable in enumerate(_get(item, "variables", list, where, [])):
+        if not isinstance(variable, dict) or not isinstance(variable.get("key"), str):
+            raise _fail(f"{where}variables[{n}]", "an object with a key")
+        variables.append((variable["key"], str(variable.get("value", ""))))
+    return Service(
+        name=_get(item, "name", str, where, ""),
+        alias=_get(item, "alias", str, where, ""),
+        entrypoint=_strings(_get(item, "entrypoint", list, where, []), f"{where}entrypoint"),
+        command=_strings(_get(item, "command", list, where, []), f"{where}command"),
+        variables=tuple(variables),
+        ports=tuple(ports),
+    )
+
+
+def _object(obj: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(obj, dict):
-        raise _fail(f"services[{index}]", "an object")
-    return Service(name=_get(obj, "name", str, where, ""), alias=_get(obj, "alias", str, where, ""))
+        raise _fail(where, "an object")
+    return obj
+
+
+def _when(obj: Mapping[str, Any], where: str) -> When:
+    when = _get(obj, "when", str, where, "")
+    if when not in _WHEN:
+        raise _fail(f"{where}when", "on_success, on_failure or always")
+    return _WHEN[when]
+
+
+def _artifact(obj: Any, index: int) -> Artifact:
+    where = f"artifacts[{index}]."
+    item = _object(obj, f"artifacts[{index}]")
+    return Artifact(
+        name=_get(item, "name", str, where, ""),
+        paths=_strings(_get(item, "paths", list, where, []), f"{where}paths"),
+        exclude=_strings(_get(item, "exclude", list, where, []), f"{where}exclude"),
+        untracked=_get(item, "untracked", bool, where, False),
+        when=_when(item, where),
+        artifact_type=_get(item, "artifact_type", str, where, "") or "archive",
+        artifact_format=_get(item, "artifact_format", str, where, "") or "zip",
+        expire_in=_get(item, "expire_in", str, where, ""),
+    )
+
+
+def _dependency(obj: Any, index: int) -> Dependency:
+    where = f"dependencies[{index}]."
+    item = _object(obj, f"dependencies[{index}]")
+    dep_id = _get(item, "id", int, where)
+    if dep_id is None:
+        raise _fail(f"{where}id", "an integer")
+    files = _get(item, "artifacts_file", dict, where, {})
+    return Dependency(
+        id=dep_id,
+        name=_get(item, "name", str, where, ""),
+        token=_get(item, "token", str, where, ""),
+        has_artifacts=bool(_get(files, "filename", str, f"{where}artifacts_file.", "")),
+    )
+
+
+def _cache(obj: Any, index: int) -> Cache:
+    where = f"cache[{index}]."
+    item = _object(obj, f"cache[{index}]")
+    return Cache(
+        key=_get(item, "key", str, where, ""),
+        paths=_strings(_get(item, "paths", list, where, []), f"{where}paths"),
+        untracked=_get(item, "untracked", bool, where, False),
+        policy=_get(item, "policy", str, where, "") or "pull-push",
+        when=_when(item, where),
+        fallback_keys=_strings(_get(item, "fallback_keys", list, where, []), f"{where}fallback_keys"),
+    )
+
+
+def recover_id_and_token(body: bytes) -> tuple[int | None, str | None]:
+    """The top-level `id` and `token` of a payload that is not valid JSON as a whole (cut short, or
+    broken further on), read field by field from its start: enough to tell GitLab the job failed."""
+    text = body.decode("utf-8", "replace")
+    decoder = json.JSONDecoder()
+    found: dict[str, Any] = {}
+    pos = _skip(text, 0)
+    if not text.startswith("{", pos):
+        return None, None
+    pos += 1
+    while "id" not in found or "token" not in found:
+        try:
+            key, pos = decoder.raw_decode(text, _skip(text, pos))
+            pos = _skip(text, pos)
+            if not isinstance(key, str) or not text.startswith(":", pos):
+                break
+            value, pos = decoder.raw_decode(text, _skip(text, pos + 1))
+        except ValueError:
+            break
+        found.setdefault(key, value)
+        pos = _skip(text, pos)
+        if not text.startswith(",", pos):
+            break
+        pos += 1
+    job_id, token = found.get("id"), found.get("token")
+    return (
+        job_id if isinstance(job_id, int) and not isinstance(job_id, bool) else None,
+        token if isinstance(token, str) and token else None,
+    )
+
+
+def _skip(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos

@@ -28,6 +28,10 @@ _PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*([a-z]*)")
 _FILLER = re.compile(r"(?:\s|,|\band\b)+")
 _CLOCK = re.compile(r"(?:(\d+):)?(\d+):(\d{1,2})")
 
+MAX_JOB_TIMEOUT = 2_629_746
+"""GitLab's longest job timeout, 1 month (Rails' month: 30.436875 days); past it the number only
+overflows what Kubernetes and clocks can hold (`activeDeadlineSeconds`)."""
+
 MAX_TEXT = 200
 """Longer text is no duration anyone writes; refusing it keeps the parser's work bounded."""
 

@@ -2,25 +2,35 @@
 
 The order follows GitLab: parse the YAML (yaml_nodes), resolve `!reference` and `extends:`
 (inheritance), then apply `default:` and the global variables to each visible job and read the
-keywords we act on (values). A keyword we know but do not act on yet becomes a warning naming the
-job and the keyword; an unknown keyword is a warning too, as a typo should not stop a run. Anything
-we cannot run is a JobFileError with the file and line. Nothing here runs or expands anything:
+keywords we act on (values). A keyword GitLab knows but we do not act on yet becomes a warning
+naming the job and the keyword; an unknown keyword is an error in GitLab's words (`jobs:build config
+contains unknown keys: foo`), as GitLab refuses the file. The pipeline keywords (stage, needs, rules,
+when...) are left to kuberunner.pipeline, which also merges `include:` before calling `read_jobs`.
+Anything we cannot run is a JobFileError with the file and line. Nothing here runs or expands anything:
 `$VAR` in values stays as written, for the job's shell.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from kuberunner.errors import JobFileError
-from kuberunner.job import keywords, values
+from kuberunner.job import keywords, transfer_keywords, values
 from kuberunner.job.inheritance import resolve_extends, resolve_references
 from kuberunner.job.spec import JobSpec, Pipeline
 from kuberunner.job.yaml_nodes import Entry, Map, Node, Scalar, describe, load_documents
 
-__all__ = ["JobFileError", "load_pipeline", "parse_pipeline", "select_jobs"]
+__all__ = [
+    "JobFileError",
+    "ReadJobs",
+    "load_pipeline",
+    "parse_pipeline",
+    "read_jobs",
+    "read_root",
+    "select_jobs",
+]
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 """GitLab refuses CI files past a few MiB; a bound keeps a wrong path (a log, an image) from eating memory."""
@@ -28,6 +38,11 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 
 def load_pipeline(path: Path) -> Pipeline:
     """Read and parse the CI file at `path`; every problem is a one-line JobFileError."""
+    return parse_pipeline(read_text(path), path)
+
+
+def read_text(path: Path) -> str:
+    """The CI file's text; a missing, huge or non-UTF-8 file is a one-line JobFileError."""
     try:
         with path.open("rb") as file:
             data = file.read(MAX_FILE_BYTES + 1)
@@ -44,15 +59,37 @@ def load_pipeline(path: Path) -> Pipeline:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise JobFileError(path, line, "is not valid UTF-8") from exc
-    return parse_pipeline(text, path)
+    return text
 
 
 def parse_pipeline(text: str, path: Path) -> Pipeline:
     """Parse CI file text; `path` is only used to name the file in errors and in the Pipeline."""
     warnings: list[str] = []
-    root = _jobs_document(load_documents(text, path), path, warnings)
+    return read_jobs(read_root(text, path, warnings), path, warnings).pipeline
+
+
+def read_root(text: str, path: Path, warnings: list[str]) -> Map:
+    """The document that holds the jobs, as written (includes not merged, references not resolved)."""
+    return _jobs_document(load_documents(text, path), path, warnings)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadJobs:
+    """The jobs of a file and the nodes they came from, for kuberunner.pipeline to read the pipeline
+    keywords (stage, needs, rules...) of each job: `merged` has `extends:` applied."""
+
+    pipeline: Pipeline
+    root: Map
+    merged: dict[str, Map]
+
+
+def read_jobs(
+    root: Map, path: Path, warnings: list[str], *, origins: Mapping[str, Path] | None = None
+) -> ReadJobs:
+    """The jobs of `root` (includes already merged into it); `origins` names the file that defined each
+    top-level key, so an error about an included job names the included file."""
     root = resolve_references(root, path)
-    return _PipelineReader(root, path, warnings).read()
+    return _PipelineReader(root, path, warnings, origins or {}).read()
 
 
 def select_jobs(pipeline: Pipeline, names: Sequence[str]) -> tuple[JobSpec, ...]:
@@ -130,12 +167,13 @@ class _Defaults:
 
 
 class _PipelineReader:
-    def __init__(self, root: Map, path: Path, warnings: list[str]) -> None:
+    def __init__(self, root: Map, path: Path, warnings: list[str], origins: Mapping[str, Path]) -> None:
         self._root = root
         self._path = path
         self._warnings = warnings
+        self._origins = origins
 
-    def read(self) -> Pipeline:
+    def read(self) -> ReadJobs:
         job_entries = {e.key: e for e in self._root if e.key not in keywords.TOP_LEVEL_RESERVED}
         if all(name.startswith(".") for name in job_entries):
             raise JobFileError(self._path, 0, "defines no visible jobs (names starting with '.' are hidden)")
@@ -159,7 +197,8 @@ class _PipelineReader:
             job = self._job(name, entry, merged[name], defaults, global_variables)
             if job is not None:
                 jobs.append(job)
-        return Pipeline(path=self._path, jobs=tuple(jobs), warnings=_unique(self._warnings))
+        pipeline = Pipeline(path=self._path, jobs=tuple(jobs), warnings=_unique(self._warnings))
+        return ReadJobs(pipeline, self._root, merged)
 
     def _global_variables(self) -> tuple[tuple[str, str], ...]:
         entry = self._root.get("variables")
@@ -192,8 +231,7 @@ class _PipelineReader:
                     "(use top-level 'variables')"
                 )
             else:
-                known = keywords.DEFAULT_ACTED_ON | keywords.DEFAULT_IGNORED
-                self._warnings.append(keywords.unknown("default", sub.key, known))
+                raise JobFileError(self._path, sub.key_line, keywords.unknown_keys("default", [sub.key]))
         return defaults
 
     def _job(
@@ -207,15 +245,20 @@ class _PipelineReader:
         where = keywords.job_label(name)
         warnings: list[str] = []
         inherit = values.Inherit()
+        path = self._origins.get(name, self._path)
         inherit_entry = job.get("inherit")
         if inherit_entry is not None:
-            inherit = values.inherit(inherit_entry, where, self._path, warnings)
+            inherit = values.inherit(inherit_entry, where, path, warnings)
+        unknown = []
         for sub in job:
             if sub.key in keywords.JOB_IGNORED:
                 warnings.append(keywords.not_supported(where, sub.key))
-            elif sub.key not in keywords.JOB_ACTED_ON:
-                known = keywords.JOB_ACTED_ON | keywords.JOB_IGNORED
-                warnings.append(keywords.unknown(where, sub.key, known))
+            elif sub.key not in keywords.JOB_ACTED_ON | keywords.PIPELINE_ACTED_ON:
+                unknown.append(sub)
+        if unknown:
+            raise JobFileError(
+                path, unknown[0].key_line, keywords.unknown_keys(f"jobs:{name}", [e.key for e in unknown])
+            )
         script = job.get("script")
         if script is None:
             without = next((k for k in keywords.JOBS_WITHOUT_SCRIPT if job.get(k) is not None), None)
@@ -225,7 +268,7 @@ class _PipelineReader:
                 )
                 return None
             raise JobFileError(
-                self._path,
+                path,
                 entry.key_line,
                 f"{where} has no 'script' (every job needs one, unless it uses 'trigger')",
             )
@@ -233,20 +276,14 @@ class _PipelineReader:
 
         def lines(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
             own = job.get(key)
-            return values.script_lines(own, where, self._path) if own is not None else default
+            return values.script_lines(own, where, path) if own is not None else default
 
         image_entry = job.get("image")
-        image = (
-            values.image_name(image_entry, where, self._path, warnings) if image_entry else inherited.image
-        )
+        image = values.image_name(image_entry, where, path, warnings) if image_entry else inherited.image
         timeout_entry = job.get("timeout")
-        timeout = (
-            values.timeout_seconds(timeout_entry, where, self._path) if timeout_entry else inherited.timeout
-        )
+        timeout = values.timeout_seconds(timeout_entry, where, path) if timeout_entry else inherited.timeout
         variables_entry = job.get("variables")
-        own_variables = (
-            values.variables(variables_entry, where, self._path, warnings) if variables_entry else ()
-        )
+        own_variables = values.variables(variables_entry, where, path, warnings) if variables_entry else ()
         taken_globals = tuple(
             (key, value)
             for key, value in global_variables
@@ -254,12 +291,13 @@ class _PipelineReader:
         )
         return JobSpec(
             name=name,
-            script=values.script_lines(script, where, self._path, required=True),
+            script=values.script_lines(script, where, path, required=True),
             before_script=lines("before_script", inherited.before_script),
             after_script=lines("after_script", inherited.after_script),
             image=image,
             variables=taken_globals + own_variables,
             timeout_seconds=timeout,
+            transfers=transfer_keywords.read_job(job, where, path, warnings),
             warnings=_unique(warnings),
         )
 

@@ -65,6 +65,13 @@ class _ReferenceResolver:
             )
         target: Node = self._root
         for name in reference.path:
+            if (
+                isinstance(target, Seq)
+                and name.lstrip("-").isdigit()
+                and -len(target.items) <= int(name) < len(target.items)
+            ):
+                target = target.items[int(name)]
+                continue
             entry = target.get(name) if isinstance(target, Map) else None
             if entry is None:
                 raise JobFileError(self._path, reference.line, f"{shown} could not be found")

@@ -11,39 +11,44 @@ import difflib
 
 JOB_ACTED_ON = frozenset(
     {"script", "before_script", "after_script", "image", "variables", "timeout", "extends", "inherit"}
+    | {"artifacts", "cache", "services"}  # read by `transfer_keywords`
 )
-JOB_IGNORED = frozenset(
+PIPELINE_ACTED_ON = frozenset(
     {
         "allow_failure",
-        "artifacts",
-        "cache",
+        "dependencies",
+        "except",
+        "needs",
+        "only",
+        "parallel",
+        "rules",
+        "stage",
+        "start_in",
+        "when",
+    }
+)
+"""Read by kuberunner.pipeline (which jobs run, when, after what), not by the job itself."""
+JOB_IGNORED = frozenset(
+    {
         "coverage",
         "dast_configuration",
-        "dependencies",
         "environment",
-        "except",
         "hooks",
         "id_tokens",
         "identity",
         "interruptible",
         "manual_confirmation",
-        "needs",
-        "only",
         "pages",
-        "parallel",
         "release",
         "resource_group",
         "retry",
-        "rules",
         "run",
         "secrets",
-        "services",
-        "stage",
         "tags",
         "trigger",
-        "when",
     }
 )
+"""GitLab keywords a job may hold that the runner does not act on yet: a warning, never an error."""
 JOBS_WITHOUT_SCRIPT = ("trigger", "run")
 """Keywords that make a job valid without `script:` (a downstream pipeline, CI steps)."""
 
@@ -54,8 +59,10 @@ DEFAULT_IGNORED = frozenset(
 
 GLOBALS_LIKE_DEFAULT = ("image", "before_script", "after_script")
 """Deprecated top-level keywords that GitLab still reads as if they were under `default:`."""
-TOP_LEVEL_IGNORED = frozenset({"stages", "types", "include", "workflow", "services", "cache"})
-TOP_LEVEL_RESERVED = TOP_LEVEL_IGNORED | {"variables", "default", *GLOBALS_LIKE_DEFAULT}
+TOP_LEVEL_IGNORED = frozenset({"types", "services", "cache"})
+TOP_LEVEL_PIPELINE = frozenset({"stages", "include", "workflow"})
+"""Read by kuberunner.pipeline (includes are merged before the jobs are read)."""
+TOP_LEVEL_RESERVED = TOP_LEVEL_IGNORED | TOP_LEVEL_PIPELINE | {"variables", "default", *GLOBALS_LIKE_DEFAULT}
 """Top-level keys that are not jobs."""
 
 IMAGE_IGNORED = frozenset({"entrypoint", "pull_policy", "docker", "kubernetes"})
@@ -74,6 +81,11 @@ def unknown(where: str, keyword: str, known: frozenset[str]) -> str:
     close = difflib.get_close_matches(keyword, sorted(known), n=1, cutoff=0.75)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"{prefix}unknown keyword {keyword!r} is ignored{hint}"
+
+
+def unknown_keys(where: str, found: list[str]) -> str:
+    """GitLab's own words, e.g. "jobs:build config contains unknown keys: scirpt"."""
+    return f"{where} config contains unknown keys: {', '.join(found)}"
 
 
 def job_label(name: str) -> str:

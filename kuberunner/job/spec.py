@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kuberunner.job.transfer_keywords import Transfers
+
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
@@ -22,6 +24,8 @@ class JobSpec:
     warnings: tuple[str, ...] = ()
     """One line per keyword we do not support yet, e.g.
     "job 'build': keyword 'services' is not supported yet and is ignored"."""
+    transfers: Transfers | None = None
+    """`artifacts`, `cache` and `services` (`transfer_keywords`); None: the job has none of them."""
 
 
 @dataclass(frozen=True, slots=True)

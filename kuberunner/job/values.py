@@ -12,7 +12,8 @@ from pathlib import Path
 
 from kuberunner.errors import JobFileError
 from kuberunner.job import keywords
-from kuberunner.job.durations import parse_duration
+from kuberunner.job.durations import MAX_JOB_TIMEOUT, parse_duration
+from kuberunner.job.variables import variable_problem
 from kuberunner.job.yaml_nodes import Entry, Map, Node, Scalar, Seq, describe
 
 MAX_SCRIPT_NESTING = 10
@@ -115,7 +116,11 @@ def variables(entry: Entry, where: str, path: Path, warnings: list[str]) -> tupl
                 f"{_at(where)}variable {variable.key!r} must be a string, a number or a boolean, "
                 f"not {describe(value)}",
             )
-        result.append((variable.key, scalar_text(value)))
+        text = scalar_text(value)
+        problem = variable_problem(variable.key, text)
+        if problem is not None:
+            raise JobFileError(path, variable.key_line, f"{_at(where)}{problem}")
+        result.append((variable.key, text))
     return tuple(result)
 
 
@@ -145,22 +150,30 @@ def scalar_text(scalar: Scalar) -> str:
 
 
 def timeout_seconds(entry: Entry, where: str, path: Path) -> int:
-    """GitLab's duration text ("1h 30m"), or a whole number of seconds."""
+    """GitLab's duration text ("1h 30m"), or a whole number of seconds; at most GitLab's 1 month."""
     value = entry.value
     if isinstance(value, Scalar) and isinstance(value.value, int) and not isinstance(value.value, bool):
         if value.value <= 0:
             raise JobFileError(path, entry.key_line, f"{_at(where)}'timeout' must be positive")
-        return value.value
-    if not (isinstance(value, Scalar) and isinstance(value.value, str)):
+        seconds = value.value
+    elif isinstance(value, Scalar) and isinstance(value.value, str):
+        try:
+            seconds = parse_duration(value.value)
+        except ValueError as exc:
+            raise JobFileError(path, entry.key_line, f"{_at(where)}'timeout': {exc}") from exc
+    else:
         raise JobFileError(
             path,
             entry.key_line,
             f"{_at(where)}'timeout' must be a duration like '1h 30m', not {describe(value)}",
         )
-    try:
-        return parse_duration(value.value)
-    except ValueError as exc:
-        raise JobFileError(path, entry.key_line, f"{_at(where)}'timeout': {exc}") from exc
+    if seconds > MAX_JOB_TIMEOUT:
+        raise JobFileError(
+            path,
+            entry.key_line,
+            f"{_at(where)}'timeout' must be at most 1 month ({MAX_JOB_TIMEOUT} seconds), as in GitLab",
+        )
+    return seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,7 +162,13 @@ class _Converter:
         line = raw.lc.line + 1
         tag = _tag(raw)
         if tag == "!reference":
-            if not raw or not all(isinstance(item, str) for item in raw):
+            # Names, and list indexes (GitLab reads `!reference [.setup, script, 0]` as the first line).
+            parts = [
+                item
+                for item in raw
+                if isinstance(item, str) or (isinstance(item, int) and not isinstance(item, bool))
+            ]
+            if not raw or len(parts) != len(raw):
                 raise self.error(line, "!reference must be a list of names, e.g. !reference [.setup, script]")
             return Reference(tuple(str(item) for item in raw), line)
         if tag is not None:

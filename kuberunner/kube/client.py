@@ -1,10 +1,19 @@
-"""One connection pool to one API server: typed REST with raw JSON, pod watching, and the plumbing
-(TLS, per-connection bearer headers) that `streams.py` reuses for attach, exec and log follow.
+"""One client for one API server: typed REST with raw JSON, pod watching, and the plumbing
+(TLS, per-connection bearer headers, which connections to use) that `streams.py` reuses.
 
-REST goes through kubernetes_asyncio's `ApiClient.call_api` with `_preload_content=False`, so the
-library handles auth and serialisation while we keep the raw JSON and check the status ourselves.
-The library's own aiohttp session is replaced by ours: one TLS context (CA file or data, client
-certificate) and one connector for REST and streams alike, sized for long-lived streams.
+kubernetes_asyncio is kept for what it does well (auth settings, token refresh); requests go through
+our own aiohttp sessions so that every one is bounded: a total timeout per REST call, a size bound
+on every body and watch line, an idle bound on every watch.
+
+Connections that go silent (half-open: established, but every byte is dropped) are the hard case:
+a pooled keep-alive connection may be one. So there are two sessions with the same TLS context: the
+pool, and one that opens a new connection for every request. Streams (watch, attach, exec, log)
+always take a new connection: they hold it for long, so a handshake is cheap next to their life,
+and a reconnect after a silence never lands on another silent one. REST calls share the pool,
+except after a sign of silence (a call timed out, a WebSocket missed its heartbeat): then the
+client is "suspicious" and sends them over new connections until every connection idle in the pool
+at that moment has been dropped by its keep-alive expiry. Every socket also gets TCP keepalive
+(`sockets.py`).
 """
 
 from __future__ import annotations
@@ -27,16 +36,28 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 
 from kuberunner.kube.config import ClusterConfig
 from kuberunner.kube.errors import (
+    ApiUnreachable,
+    BodyTooLarge,
     KubeConfigError,
     KubeError,
     StreamIdle,
+    StreamLost,
     map_errors,
     status_from_body,
     status_from_dict,
 )
 from kuberunner.kube.loglines import LineSplitter, LineTooLong
+from kuberunner.kube.sockets import DEFAULT_KEEPALIVE, Keepalive, keepalive_factory
 
 _MAX_ERROR_BODY = 65536
+
+MAX_BODY = 32 << 20
+"""A REST answer larger than this is refused: a pod or secret is at most a few MiB (etcd's limit is
+1.5 MiB per object); only a list could be larger, and ours are filtered by label."""
+
+KEEPALIVE_TIMEOUT = 10.0
+"""Seconds a pooled connection may sit idle before aiohttp closes it; it also sets how long the
+client stays suspicious after a silence (`KubeClient.suspect_pool`)."""
 
 
 def build_ssl_context(cfg: ClusterConfig) -> ssl.SSLContext:
@@ -115,6 +136,14 @@ async def read_bounded(content: aiohttp.StreamReader, limit: int) -> bytes:
     return bytes(body)
 
 
+async def read_whole(content: aiohttp.StreamReader, *, max_body: int) -> bytes:
+    """The whole body, or `BodyTooLarge` once it passes `max_body` bytes (read no further)."""
+    body = await read_bounded(content, max_body + 1)
+    if len(body) > max_body:
+        raise BodyTooLarge(f"the API server sent a body larger than {max_body} bytes")
+    return body
+
+
 def _read_token_file(path: str) -> str | None:
     try:
         return Path(path).read_text(encoding="utf-8").strip() or None
@@ -144,12 +173,19 @@ class KubeClient:
         *,
         request_timeout: float,
         connect_timeout: float,
+        fresh_session: aiohttp.ClientSession | None = None,
+        max_body: int = MAX_BODY,
     ) -> None:
         self._cfg = cfg
         self._api = api
         self._session = session
+        self._fresh = fresh_session
         self._request_timeout = request_timeout
         self._connect_timeout = connect_timeout
+        self._max_body = max_body
+        self._suspect_until = 0.0
+        self.suspicions = 0
+        """How often a silence made the client switch to new connections (for tests and benchmarks)."""
 
     @classmethod
     async def open(
@@ -157,12 +193,16 @@ class KubeClient:
         cfg: ClusterConfig,
         *,
         pool_size: int = 300,
-        request_timeout: float = 60.0,
-        connect_timeout: float = 30.0,
+        request_timeout: float = 15.0,
+        connect_timeout: float = 10.0,
         tls_read_buffer: int = TLS_READ_BUFFER,
+        keepalive: Keepalive = DEFAULT_KEEPALIVE,
+        max_body: int = MAX_BODY,
     ) -> KubeClient:
         """`pool_size` caps connections: each attach, log follow and watch holds one for its life,
-        so size it above 3x the concurrent jobs or REST calls queue behind streams."""
+        so size it above 3x the concurrent jobs or REST calls queue behind streams.
+        `request_timeout` bounds each REST call as a whole (callers retry on a new connection);
+        `max_body` bounds each REST answer."""
         limit_tls_read_buffers(tls_read_buffer)
         conf = Configuration(host=cfg.host)
         conf.verify_ssl = cfg.verify_ssl
@@ -177,20 +217,39 @@ class KubeClient:
         ssl_ctx = build_ssl_context(cfg) if cfg.host.startswith("https") else None
         trace = aiohttp.TraceConfig()
         trace.on_request_end.append(_keep_rejected_upgrade_body)
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=pool_size, ssl=ssl_ctx if ssl_ctx is not None else True),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
-            trust_env=False,
-            read_bufsize=2**21,
-            trace_configs=[trace],
-        )
+        sessions = [
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=pool_size,
+                    ssl=ssl_ctx if ssl_ctx is not None else True,
+                    force_close=fresh,
+                    keepalive_timeout=None if fresh else KEEPALIVE_TIMEOUT,
+                    socket_factory=keepalive_factory(keepalive),
+                ),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
+                trust_env=False,
+                read_bufsize=2**21,
+                trace_configs=[trace],
+            )
+            for fresh in (False, True)
+        ]
         api = ApiClient(conf)
         await api.rest_client.pool_manager.close()
-        api.rest_client.pool_manager = session
-        return cls(cfg, api, session, request_timeout=request_timeout, connect_timeout=connect_timeout)
+        api.rest_client.pool_manager = sessions[0]
+        return cls(
+            cfg,
+            api,
+            sessions[0],
+            request_timeout=request_timeout,
+            connect_timeout=connect_timeout,
+            fresh_session=sessions[1],
+            max_body=max_body,
+        )
 
     async def close(self) -> None:
         await self._api.close()
+        if self._fresh is not None:
+            await self._fresh.close()
 
     async def __aenter__(self) -> KubeClient:
         return self
@@ -211,8 +270,37 @@ class KubeClient:
     # --- plumbing shared with streams.py -------------------------------------------------------
 
     @property
+    def stream_session(self) -> aiohttp.ClientSession:
+        """The session for streams: a new connection each, never a pooled one."""
+        return self._fresh if self._fresh is not None else self._session
+
+    @property
     def session(self) -> aiohttp.ClientSession:
+        """The session for the next REST request: the pool, or new connections while suspicious."""
+        if self._fresh is not None and asyncio.get_running_loop().time() < self._suspect_until:
+            return self._fresh
         return self._session
+
+    def suspect_pool(self) -> None:
+        """A connection went silent: pooled ones may be silent too, so use new connections until
+        every connection idle in the pool now has expired (aiohttp checks expiry about once per
+        keep-alive period, hence twice that)."""
+        now = asyncio.get_running_loop().time()
+        if now >= self._suspect_until:
+            self.suspicions += 1
+        self._suspect_until = now + 2 * KEEPALIVE_TIMEOUT + 1.0
+
+    @contextmanager
+    def noting_silence(self) -> Iterator[None]:
+        """Errors that may mean a silent connection make the client suspicious, then pass on.
+        An idle stream is not one of them: a quiet build is not a dead connection."""
+        try:
+            yield
+        except StreamIdle:
+            raise
+        except (ApiUnreachable, StreamLost):
+            self.suspect_pool()
+            raise
 
     @property
     def connect_timeout(self) -> float:
@@ -238,26 +326,35 @@ class KubeClient:
         query: list[tuple[str, str]] | None = None,
         body: Mapping[str, Any] | None = None,
         content_type: str = "application/json",
+        timeout: float | None = None,  # noqa: ASYNC109 - a bound on one request, passed to aiohttp
+        max_body: int | None = None,
     ) -> Any:
-        timeout = aiohttp.ClientTimeout(total=self._request_timeout, sock_connect=self._connect_timeout)
-        with map_errors(self._cfg.host):
-            resp = await self._api.call_api(
-                path,
-                method,
-                query_params=query or [],
-                header_params={"Content-Type": content_type, "Accept": "application/json"},
-                body=dict(body) if body is not None else None,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=timeout,
-            )
-            async with resp:
-                data = await resp.read()
-                status = resp.status
+        """One request, bounded as a whole by `timeout` (default: the client's) and its answer by
+        `max_body` bytes. A timed-out connection is closed, never pooled again."""
+        total = self._request_timeout if timeout is None else timeout
+        limit = self._max_body if max_body is None else max_body
+        headers = await self.auth_headers()
+        headers.update({"Content-Type": content_type, "Accept": "application/json"})
+        data = json.dumps(dict(body)).encode() if body is not None else None
+        with self.noting_silence(), map_errors(self._cfg.host):
+            async with asyncio.timeout(total):
+                async with self.session.request(
+                    method,
+                    self.url(path),
+                    params=query or [],
+                    headers=headers,
+                    data=data,
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
+                ) as resp:
+                    status = resp.status
+                    if 200 <= status < 300:
+                        answer = await read_whole(resp.content, max_body=limit)
+                    else:
+                        answer = await read_bounded(resp.content, _MAX_ERROR_BODY)
         if not 200 <= status < 300:
-            raise status_from_body(status, data)
+            raise status_from_body(status, answer)
         try:
-            return json.loads(data) if data else {}
+            return json.loads(answer) if answer else {}
         except ValueError:
             raise KubeError(f"{method} {path}: the API server sent invalid JSON") from None
 
@@ -269,8 +366,15 @@ class KubeClient:
     async def create_pod(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return _as_dict(await self._call("POST", self._path(namespace, "pods"), body=body))
 
-    async def get_pod(self, namespace: str, name: str) -> dict[str, Any]:
-        return _as_dict(await self._call("GET", self._path(namespace, "pods", name)))
+    async def get_pod(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a bound on one request, passed to _call
+    ) -> dict[str, Any]:
+        """`timeout` overrides the client's request timeout (a liveness probe wants a short one)."""
+        return _as_dict(await self._call("GET", self._path(namespace, "pods", name), timeout=timeout))
 
     async def list_pods(self, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
         query = [("labelSelector", label_selector)] if label_selector else None
@@ -312,34 +416,36 @@ class KubeClient:
         timeout_seconds: int | None = 290,
         idle_timeout: float = 330.0,
         max_event: int = 16 << 20,
+        bookmarks: bool = False,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """Events `(type, pod)` for one pod, from `resource_version` (None: the current state first).
 
         Ends after a DELETED event, or when the stream ends cleanly: the server's `timeout_seconds`
-        passed, or nothing arrived for `idle_timeout` (a quiet pod and a black-holed connection look
-        alike; the caller's next `get_pod` tells them apart). The caller then re-watches from the
-        last `metadata.resourceVersion` it saw. An ERROR event raises its Status (410 `Expired`:
-        re-list with `get_pod`); a cut stream raises `StreamLost`.
+        passed, or nothing arrived for `idle_timeout` (a quiet pod and a silent connection look
+        alike; `podwatch` tells them apart with a GET beside the watch). The caller then re-watches
+        from the last `metadata.resourceVersion` it saw. With `bookmarks` the server is asked for
+        BOOKMARK events, and they are yielded (their object carries only a resourceVersion). An
+        ERROR event raises its Status (410 `Expired`: re-list with `get_pod`); a cut stream raises
+        `StreamLost`; an event over `max_event` bytes raises `BodyTooLarge`. A watch abandoned by
+        its caller closes its connection: a half-read one must never go back to the pool.
         """
         query = [("fieldSelector", f"metadata.name={name}"), ("watch", "true")]
         if resource_version:
             query.append(("resourceVersion", resource_version))
         if timeout_seconds is not None:
             query.append(("timeoutSeconds", str(timeout_seconds)))
+        if bookmarks:
+            query.append(("allowWatchBookmarks", "true"))
+        headers = await self.auth_headers()
+        headers["Accept"] = "application/json"
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self._connect_timeout, sock_read=idle_timeout
         )
-        with map_errors(self._cfg.host):
-            resp = await self._api.call_api(
-                self._path(namespace, "pods"),
-                "GET",
-                query_params=query,
-                header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=timeout,
+        with self.noting_silence(), map_errors(self._cfg.host):
+            resp = await self.stream_session.get(
+                self.url(self._path(namespace, "pods")), params=query, headers=headers, timeout=timeout
             )
-        async with resp:
+        try:
             if resp.status != 200:
                 with map_errors(self._cfg.host):
                     body = await read_bounded(resp.content, _MAX_ERROR_BODY)
@@ -347,7 +453,7 @@ class KubeClient:
             splitter = LineSplitter(max_line=max_event)
             while True:
                 try:
-                    with map_errors(self._cfg.host, streaming=True):
+                    with self.noting_silence(), map_errors(self._cfg.host, streaming=True):
                         chunk = await resp.content.read(65536)
                 except StreamIdle:
                     return
@@ -356,18 +462,24 @@ class KubeClient:
                 try:
                     lines = splitter.feed(chunk)
                 except LineTooLong as exc:
-                    raise KubeError(f"watch of pod {name}: {exc}") from None
+                    raise BodyTooLarge(f"watch of pod {name}: an event {exc}") from None
                 for line in lines:
                     if not line.strip():
                         continue
                     kind, obj = _parse_event(line)
                     if kind == "ERROR":
                         raise status_from_dict(obj, default_code=500)
-                    if kind == "BOOKMARK":
+                    if kind == "BOOKMARK" and not bookmarks:
                         continue
                     yield kind, obj
                     if kind == "DELETED":
                         return
+        finally:
+            # Closing (not releasing) drops the connection unless the body was read to its end.
+            if resp.content.at_eof():
+                resp.release()
+            else:
+                resp.close()
 
 
 def _parse_event(line: bytes) -> tuple[str, dict[str, Any]]:

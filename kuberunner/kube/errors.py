@@ -5,7 +5,9 @@ Callers above `kube/` must never see an aiohttp or kubernetes_asyncio exception:
 
     KubeError(Exception)
      ├── KubeConfigError        a kubeconfig / settings problem; the message names the file and key
-     ├── ApiUnreachable         connect refused/reset/timeout, TLS failure: retryable, names the host
+     ├── CertificateRejected    the server's certificate failed verification against the configured
+     │                          CA (or its name did not match): a set-up problem, never retried
+     ├── ApiUnreachable         connect refused/reset/timeout, other TLS failures: retryable, names the host
      ├── ApiStatusError         the API answered with an error Status (.code .reason .message)
      │    ├── NotFound          404
      │    ├── Unauthorized      401
@@ -15,7 +17,8 @@ Callers above `kube/` must never see an aiohttp or kubernetes_asyncio exception:
      │    └── Expired           410 (a watch resourceVersion too old: re-list)
      ├── StreamLost             a WebSocket or log stream ended abnormally mid-way (no status)
      │    └── StreamIdle        a log stream sent nothing for its idle timeout (reconnect, not failure)
-     └── ExecStartError         exec's channel-3 InternalError: the command could not start
+     ├── ExecStartError         exec's channel-3 InternalError: the command could not start
+     └── BodyTooLarge           an answer or watch event over its size bound (refused, not buffered)
 
 `map_errors()` is the boundary: every public coroutine in `kube/` runs its library calls inside it.
 """
@@ -39,6 +42,14 @@ class KubeError(Exception):
 
 class KubeConfigError(KubeError):
     """The cluster settings are unusable (bad kubeconfig, missing file, no cluster at all)."""
+
+
+class CertificateRejected(KubeError):
+    """TLS verification of the API server failed: retrying cannot help, the CA or server is wrong."""
+
+    def __init__(self, message: str, *, host: str = "") -> None:
+        super().__init__(message)
+        self.host = host
 
 
 class ApiUnreachable(KubeError):
@@ -93,6 +104,10 @@ class StreamIdle(StreamLost):
 
 class ExecStartError(KubeError):
     """The exec'd command could not be started (channel-3 InternalError or another non-exit Failure)."""
+
+
+class BodyTooLarge(KubeError):
+    """An answer (or one watch event) over its size bound: refused rather than held in memory."""
 
 
 _HTTP_REASONS = {
@@ -183,6 +198,10 @@ def map_errors(host: str = "", *, streaming: bool = False) -> Iterator[None]:
         raise ApiUnreachable(
             f"API server dropped the connection{where}: {_describe(exc)}", host=host
         ) from exc
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise _certificate_rejected(host, exc.certificate_error) from exc
+    except ssl.SSLCertVerificationError as exc:
+        raise _certificate_rejected(host, exc) from exc
     except aiohttp.ClientResponseError as exc:
         if exc.status >= 400:
             raise status_error(exc.status, "", exc.message) from exc
@@ -191,3 +210,12 @@ def map_errors(host: str = "", *, streaming: bool = False) -> Iterator[None]:
         if streaming:
             raise StreamLost(f"stream lost{where}: {_describe(exc)}") from exc
         raise ApiUnreachable(f"cannot reach the API server{where}: {_describe(exc)}", host=host) from exc
+
+
+def _certificate_rejected(host: str, cause: BaseException) -> CertificateRejected:
+    detail = getattr(cause, "verify_message", None) or str(cause)
+    return CertificateRejected(
+        f"TLS certificate verification of the API server {host or '?'} failed ({detail}): "
+        "is the cluster's CA (certificate-authority / ca_file) the one that signed its certificate?",
+        host=host,
+    )

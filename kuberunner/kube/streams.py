@@ -5,7 +5,11 @@ status check, no idle timeout, a line reader that breaks on long lines), so we d
 directly on the client's session (same TLS, fresh bearer header per connection):
 
 - WebSockets offer v5 then v4 and read `ws.protocol`; only v5 can close stdin (`[255, 0]`).
-- Every WebSocket has a heartbeat, so a black-holed peer is noticed in about 1.5x `heartbeat`.
+- Every WebSocket has a heartbeat, so a black-holed or silent peer is noticed in about 1.5x
+  `heartbeat`; a log follow has an idle bound (`read_timeout`), as HTTP has no ping.
+- Every stream takes a new connection (`KubeClient.stream_session`), so a reconnect never lands
+  on a pooled connection that is silent too; a lost heartbeat makes the client's REST calls avoid
+  the pool for a while (`KubeClient.suspect_pool`).
 - The handshake is time-boxed; a refused upgrade raises the Status the server sent.
 - A clean end is a close frame; anything else (TCP cut, ping timeout) is `StreamLost`.
 
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Literal
 
@@ -41,6 +45,10 @@ _STDIN_PIECE = 32 * 1024
 _MAX_ERROR_BODY = 65536
 _MAX_MESSAGE = 4 * 1024 * 1024
 
+LOG_IDLE_TIMEOUT = 5.0
+"""A log follow that sends nothing this long is given up and asked again (`sinceTime` resumes it):
+HTTP has no ping, so this is the only way to notice a silent connection under a quiet build."""
+
 
 def _flag(value: bool) -> str:
     return "true" if value else "false"
@@ -62,9 +70,9 @@ async def _connect(
     headers = await client.auth_headers()
     try:
         async with asyncio.timeout(timeout):
-            with capture_upgrade_rejection() as rejected, map_errors(host):
+            with capture_upgrade_rejection() as rejected, client.noting_silence(), map_errors(host):
                 try:
-                    return await client.session.ws_connect(
+                    return await client.stream_session.ws_connect(
                         client.url(path),
                         params=query,
                         headers=headers,
@@ -81,6 +89,7 @@ async def _connect(
                         f"WebSocket handshake with {host} failed: {exc.message}", host=host
                     ) from exc
     except TimeoutError:
+        client.suspect_pool()
         raise ApiUnreachable(
             f"WebSocket handshake with {host} timed out after {timeout:g}s", host=host
         ) from None
@@ -129,7 +138,7 @@ async def attach_write(
     unsure = f"attach to {namespace}/{pod}: lost after sending {len(data)} bytes (delivery unknown)"
     try:
         async with asyncio.timeout(timeout):
-            with map_errors(host, streaming=True):
+            with client.noting_silence(), map_errors(host, streaming=True):
                 await _send_stdin(ws, data)
                 if ws.protocol == channels.V5:
                     await ws.send_bytes(channels.close_signal(STDIN))
@@ -152,6 +161,7 @@ async def attach_write(
                     if ws.close_code != aiohttp.WSCloseCode.OK:
                         raise StreamLost(f"{unsure}: {_lost_reason(ws)}")
     except TimeoutError:
+        client.suspect_pool()
         raise StreamLost(f"{unsure}: no end of session within {timeout:g}s") from None
     finally:
         await _close_quietly(ws)
@@ -183,8 +193,17 @@ class ExecSession:
     There is one reader: `output()` (or `wait()`, which drains what `output()` has not read).
     """
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse[Literal[False]], *, host: str, what: str) -> None:
+    def __init__(
+        self,
+        ws: aiohttp.ClientWebSocketResponse[Literal[False]],
+        *,
+        host: str,
+        what: str,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
+        """`on_lost` is called once if the session ends without a close frame (cut or silent)."""
         self._ws = ws
+        self._on_lost = on_lost
         self._host = host
         self._what = what
         self.protocol: str = ws.protocol or ""
@@ -228,6 +247,8 @@ class ExecSession:
             else:
                 self._ended = "lost"
                 self._lost = _lost_reason(self._ws)
+                if self._on_lost is not None:
+                    self._on_lost()
 
     async def wait(self) -> int:
         """The command's exit code; output not yet read is discarded.
@@ -268,7 +289,9 @@ async def open_exec(
     query += [("stdin", _flag(stdin)), ("stdout", "true"), ("stderr", "true"), ("tty", "false")]
     path = _pod_path(namespace, pod, "exec")
     ws = await _connect(client, path, query, heartbeat=heartbeat, timeout=timeout)
-    return ExecSession(ws, host=client.cfg.host, what=f"exec in {namespace}/{pod}")
+    return ExecSession(
+        ws, host=client.cfg.host, what=f"exec in {namespace}/{pod}", on_lost=client.suspect_pool
+    )
 
 
 async def follow_log(
@@ -280,14 +303,15 @@ async def follow_log(
     follow: bool = True,
     timestamps: bool = False,
     since_time: str | None = None,
-    read_timeout: float = 30.0,
+    read_timeout: float = LOG_IDLE_TIMEOUT,
     chunk_limit: int = 65536,
 ) -> AsyncIterator[bytes]:
     """Raw `pods/log` body chunks (each at most `chunk_limit` bytes) as they arrive.
 
     A clean end of the body returns: the container ended, or the server gave up (the kubelet's
     idle timeout, a restart), so the caller checks the container before reconnecting.
-    `read_timeout` is an idle timeout (`StreamIdle`); a cut body is `StreamLost`.
+    `read_timeout` is an idle timeout (`StreamIdle`): the only liveness check an HTTP body has, so
+    keep it short and reconnect (resuming with `sinceTime` is cheap); a cut body is `StreamLost`.
     """
     host = client.cfg.host
     query = [("container", container)]
@@ -300,11 +324,11 @@ async def follow_log(
     headers = await client.auth_headers()
     headers["Accept-Encoding"] = "identity"
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=client.connect_timeout, sock_read=read_timeout)
-    with map_errors(host):
-        resp = await client.session.get(
+    with client.noting_silence(), map_errors(host):
+        resp = await client.stream_session.get(
             client.url(_pod_path(namespace, pod, "log")), params=query, headers=headers, timeout=timeout
         )
-    async with resp:
+    try:
         if resp.status == 204:
             raise ApiStatusError(204, "NoContent", f"pod {pod} has no logs yet (not scheduled)")
         if resp.status != 200:
@@ -312,8 +336,14 @@ async def follow_log(
                 body = await read_bounded(resp.content, _MAX_ERROR_BODY)
             raise status_from_body(resp.status, body)
         while True:
-            with map_errors(host, streaming=True):
+            with client.noting_silence(), map_errors(host, streaming=True):
                 chunk = await resp.content.read(chunk_limit)
             if not chunk:
                 return
             yield chunk
+    finally:
+        # A follow given up half-way (idle, or its reader stopped) must not go back to the pool.
+        if resp.content.at_eof():
+            resp.release()
+        else:
+            resp.close()

@@ -33,6 +33,7 @@ class NewRunner:
     """None: never (GitLab Runner writes Go's zero time)."""
     kubernetes: dict[str, str]
     """`[runners.kubernetes]` keys given on the command line (host, namespace, image)."""
+    tls_ca_file: str | None = None
 
 
 _NEVER = datetime.fromisoformat("0001-01-01T00:00:00+00:00")
@@ -81,6 +82,8 @@ def add_runner(path: Path, runner: NewRunner) -> None:
     table.add("url", runner.url)
     table.add("id", runner.id)
     table.add("token", runner.token)
+    if runner.tls_ca_file:
+        table.add("tls-ca-file", runner.tls_ca_file)
     table.add("token_obtained_at", runner.token_obtained_at)
     table.add("token_expires_at", runner.token_expires_at or _NEVER)
     table.add("executor", "kubernetes")

@@ -12,25 +12,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kuberunner.config import RunnerEntry
 from kuberunner.errors import BadInput
-from kuberunner.gitlab.client import GitLabClient, GitLabError
+from kuberunner.executor.object_server import ObjectServer
+from kuberunner.gitlab.client import BrokenJob, GitLabClient, GitLabError, Timeouts, Untrusted
 from kuberunner.kube.client import KubeClient
-from kuberunner.local import ExecOptions, cluster_for, executor_settings
+from kuberunner.kube.errors import KubeConfigError
+from kuberunner.local import EMBEDDED_HOST, ExecOptions, cluster_for, executor_settings
 from kuberunner.runner import system_id, tasks
-from kuberunner.runner.gitlab_job import JobEnv, handle_job
+from kuberunner.runner.adoption import adopt_recorded, sweep_orphans
+from kuberunner.runner.gitlab_job import JobEnv, fail_broken_job, handle_job
+from kuberunner.runner.journal import DIRECTORY_NAME, Journal, owner_label
 from kuberunner.runner.settings import PollSettings, load_run_settings
 
 log = logging.getLogger("kuberunner.runner")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT)
+FAILED = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +46,8 @@ class RunOptions:
     kubeconfig: Path | None = None
     """Overrides `[runners.kubernetes]` for every entry (as `exec --kubeconfig`)."""
     context: str | None = None
+    jobs_dir: Path | None = None
+    """Where running jobs keep their records; None: `kuberunner-jobs` next to config.toml."""
 
 
 class _Slots:
@@ -71,6 +80,11 @@ class _Slots:
             self.peak = max(self.peak, self._used)
             return True
 
+    def take(self) -> None:
+        """Hold a slot even past the limit (a job taken over must run, whatever the limit)."""
+        self._used += 1
+        self.peak = max(self.peak, self._used)
+
     async def release(self) -> None:
         async with self._changed:
             self._used -= 1
@@ -86,11 +100,18 @@ class Runner:
         self.stopping = asyncio.Event()
         self.jobs: set[asyncio.Task[Any]] = set()
         self.workers: set[asyncio.Task[Any]] = set()
+        self.worker_count = 0
+        self.failed_workers = 0
+        self.status = 0
+        """FAILED when every runner entry stopped for good (an untrusted certificate)."""
 
     def on_signal(self, signum: int) -> None:
         if not self.stopping.is_set():
-            log.warning("%s: taking no new jobs; waiting for %d running job(s) (again to stop them now)",
-                        signal.Signals(signum).name, len(self.jobs))
+            log.warning(
+                "%s: taking no new jobs; waiting for %d running job(s) (again to stop them now)",
+                signal.Signals(signum).name,
+                len(self.jobs),
+            )
             self.stopping.set()
             for worker in list(self.workers):
                 worker.cancel()
@@ -103,6 +124,7 @@ class Runner:
         """Request workers for one entry; returns when stopping."""
         own = _Slots(poll.limit or None)
         last_update: list[str | None] = [None]
+        self.worker_count += poll.request_concurrency
         for index in range(poll.request_concurrency):
             name = f"runner {env.runner.name or env.api.base}: requests {index}"
             tasks.start(self._worker(env, own, system, last_update), name=name, tasks=self.workers)
@@ -120,9 +142,22 @@ class Runner:
                 offer = await env.api.request_job(token=token, system_id=system, last_update=last_update[0])
                 last_update[0] = offer.last_update
                 if offer.job is not None:
-                    tasks.start(self._job(env, own, offer.job), name=f"job {_job_id(offer.job)}",
-                                tasks=self.jobs)
+                    tasks.start(
+                        self._job(env, own, offer.job), name=f"job {_job_id(offer.job)}", tasks=self.jobs
+                    )
                     started = True
+                elif offer.broken is not None:
+                    tasks.start(
+                        self._broken(env, own, offer.broken),
+                        name=f"job {offer.broken.id or '?'}",
+                        tasks=self.jobs,
+                    )
+                    started = True
+            except Untrusted as exc:
+                # A certificate problem does not heal by retrying: say so once, and stop this entry.
+                log.error("runner %s: %s; this runner takes no more jobs", env.runner.name or token[:8], exc)
+                self._entry_failed()
+                return
             except GitLabError as exc:
                 log.error("runner %s: %s", env.runner.name or token[:8], exc)
             finally:
@@ -133,6 +168,19 @@ class Runner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), timeout=self.check_interval)
 
+    def _entry_failed(self) -> None:
+        self.failed_workers += 1
+        if self.failed_workers == self.worker_count:
+            self.status = FAILED
+            self.stopping.set()
+
+    async def _broken(self, env: JobEnv, own: _Slots, broken: BrokenJob) -> None:
+        try:
+            await fail_broken_job(env, broken)
+        finally:
+            await own.release()
+            await self.slots.release()
+
     async def _job(self, env: JobEnv, own: _Slots, raw: Any) -> None:
         try:
             await handle_job(env, raw)
@@ -140,10 +188,35 @@ class Runner:
             await own.release()
             await self.slots.release()
 
+    def adopted(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run a job taken over at start; it holds a slot of `concurrent` like any other."""
+        self.slots.take()
+
+        async def job() -> None:
+            try:
+                await work
+            finally:
+                await self.slots.release()
+
+        tasks.start(job(), name=name, tasks=self.jobs)
+
     async def wait_for_jobs(self) -> None:
         await self.stopping.wait()
         while self.jobs:
             await asyncio.wait(set(self.jobs))
+
+
+def _journal(options: RunOptions) -> Journal:
+    journal = Journal(options.jobs_dir or options.config.parent / DIRECTORY_NAME)
+    try:
+        journal.prepare()
+    except OSError as exc:
+        raise BadInput(f"job records directory {journal.directory}: {_reason(exc)}") from exc
+    return journal
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc.strerror) if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
 def _job_id(raw: Any) -> str:
@@ -151,24 +224,55 @@ def _job_id(raw: Any) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _environment(options: RunOptions, runner: RunnerEntry) -> AsyncIterator[JobEnv]:
+async def _environment(
+    options: RunOptions, runner: RunnerEntry, *, system: str, journal: Journal
+) -> AsyncIterator[JobEnv]:
     try:
-        api = GitLabClient(runner.url)
+        api = GitLabClient(
+            runner.url, timeouts=Timeouts(call=runner.gitlab_call_timeout), tls_ca_file=runner.tls_ca_file
+        )
     except ValueError as exc:
         raise BadInput(f"runner {runner.name!r}: url {exc}") from exc
-    exec_options = ExecOptions(file=Path(".gitlab-ci.yml"), kubeconfig=options.kubeconfig,
-                               context=options.context)
-    async with cluster_for(exec_options, runner) as cfg, await KubeClient.open(cfg) as client, api:
-        settings = executor_settings(runner, runner.kubernetes.namespace)
-        yield JobEnv(api=api, runner=runner, client=client, settings=settings)
+    except (OSError, ssl.SSLError) as exc:
+        raise BadInput(f"runner {runner.name!r}: tls-ca-file {runner.tls_ca_file}: {_reason(exc)}") from exc
+    exec_options = ExecOptions(
+        file=Path(".gitlab-ci.yml"), kubeconfig=options.kubeconfig, context=options.context
+    )
+    clusters = cluster_for(exec_options, runner, embedded_by_default=False)
+    async with clusters as cfg, await KubeClient.open(cfg) as client, api, local_cache(runner) as cache:
+        owner = owner_label(system, journal.directory)
+        settings = dataclasses.replace(executor_settings(runner, runner.kubernetes.namespace), owner=owner)
+        yield JobEnv(
+            api=api, runner=runner, client=client, settings=settings, journal=journal, local_cache=cache
+        )
+
+
+@contextlib.asynccontextmanager
+async def local_cache(runner: RunnerEntry) -> AsyncIterator[ObjectServer | None]:
+    """The `local` cache's server: asked for, or the default with the embedded cluster (its pods
+    share this machine's network, so they reach the server on loopback)."""
+    kind = runner.cache.type or ("local" if runner.kubernetes.host == EMBEDDED_HOST else "")
+    if kind != "local":
+        yield None
+        return
+    directory = runner.cache.directory or "~/.cache/kuberunner/cache"
+    server = ObjectServer(directory, host=runner.cache.listen_address)
+    try:
+        await server.start()
+    except OSError as exc:
+        raise BadInput(f"runner {runner.name!r}: the local cache in {directory}: {_reason(exc)}") from exc
+    try:
+        yield server
+    finally:
+        await server.close()
 
 
 async def run_runners(options: RunOptions) -> int:
-    """Serve until stopped by a signal; 0 after a clean stop."""
+    """Serve until stopped by a signal; 0 after a clean stop, FAILED when no runner can go on."""
     settings = load_run_settings(options.config)
     pairs = [(entry, poll) for entry, poll in settings.pairs() if entry.executor == "kubernetes"]
     if not pairs:
-        raise BadInput(f"{options.config}: no [[runners]] entry with executor \"kubernetes\"")
+        raise BadInput(f'{options.config}: no [[runners]] entry with executor "kubernetes"')
     system = system_id.load_or_create(options.config)
     runner = Runner(concurrent=settings.config.concurrent, check_interval=settings.check_interval)
     loop = asyncio.get_running_loop()
@@ -176,13 +280,23 @@ async def run_runners(options: RunOptions) -> int:
         loop.add_signal_handler(signum, runner.on_signal, signum)
     try:
         async with contextlib.AsyncExitStack() as stack:
+            journal = _journal(options)
+            envs: list[tuple[JobEnv, PollSettings]] = []
             for entry, poll in pairs:
-                env = await stack.enter_async_context(_environment(options, entry))
+                try:
+                    context = _environment(options, entry, system=system, journal=journal)
+                    envs.append((await stack.enter_async_context(context), poll))
+                except KubeConfigError as exc:
+                    raise BadInput(f"runner {entry.name!r}: {exc}") from exc
+            # Before any new job: take over what a previous process left running, remove its orphans.
+            await sweep_orphans(journal, [env for env, _ in envs], owner_label(system, journal.directory))
+            adopt_recorded(journal, [env for env, _ in envs], runner.adopted)
+            for env, poll in envs:
                 await runner.serve(env, poll, system)
             log.warning("running %d runner(s), concurrent = %d", len(pairs), settings.config.concurrent)
             await runner.wait_for_jobs()
             await tasks.stop_all(runner.workers, within=10)
-        return 0
+        return runner.status
     finally:
         for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)

@@ -7,6 +7,7 @@ in a new `[[runners]]` entry. Output lines go to the caller (`echo`), so the CLI
 
 from __future__ import annotations
 
+import ssl
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,13 +30,26 @@ class RegisterOptions:
     token: str
     name: str = ""
     kubernetes: dict[str, str] = field(default_factory=dict)
+    tls_ca_file: str | None = None
 
 
-def _client(url: str) -> GitLabClient:
+def _client(url: str, tls_ca_file: str | None = None, *, where: str = "--url") -> GitLabClient:
     try:
-        return GitLabClient(url)
+        return GitLabClient(url, tls_ca_file=tls_ca_file)
     except ValueError as exc:
-        raise BadInput(f"--url: {exc}") from exc
+        raise BadInput(f"{where}: {exc}") from exc
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise BadInput(f"tls-ca-file {tls_ca_file}: {reason}") from exc
+
+
+def _entry_client(entry: dict[str, Any]) -> GitLabClient:
+    ca_file = entry.get("tls-ca-file")
+    return _client(
+        str(entry.get("url", "")),
+        ca_file if isinstance(ca_file, str) and ca_file else None,
+        where=f"runner {entry.get('name', '')!r}: url",
+    )
 
 
 def _expiry(text: str | None) -> datetime | None:
@@ -51,7 +65,7 @@ async def register(options: RegisterOptions, echo: Echo) -> int:
     system = system_id.load_or_create(options.config)
     name = options.name or "kuberunner"
     try:
-        async with _client(options.url) as api:
+        async with _client(options.url, options.tls_ca_file) as api:
             if options.token.startswith("glrt-"):
                 found = await api.verify(token=options.token, system_id=system)
             else:
@@ -59,10 +73,19 @@ async def register(options: RegisterOptions, echo: Echo) -> int:
     except GitLabError as exc:
         echo(f"ERROR: registering runner failed: {exc}")
         return 1
-    config_writer.add_runner(options.config, config_writer.NewRunner(
-        name=name, url=options.url, id=found.id, token=found.token,
-        token_obtained_at=datetime.now(UTC).replace(microsecond=0),
-        token_expires_at=_expiry(found.token_expires_at), kubernetes=dict(options.kubernetes)))
+    config_writer.add_runner(
+        options.config,
+        config_writer.NewRunner(
+            name=name,
+            url=options.url,
+            id=found.id,
+            token=found.token,
+            token_obtained_at=datetime.now(UTC).replace(microsecond=0),
+            token_expires_at=_expiry(found.token_expires_at),
+            kubernetes=dict(options.kubernetes),
+            tls_ca_file=options.tls_ca_file,
+        ),
+    )
     echo(f"Runner registered successfully: {name} (id {found.id}) in {options.config}")
     return 0
 
@@ -79,7 +102,7 @@ async def verify(config: Path, echo: Echo, *, delete: bool = False) -> int:
     for entry in _entries(config):
         name, token = str(entry.get("name", "")), str(entry.get("token", ""))
         try:
-            async with _client(str(entry.get("url", ""))) as api:
+            async with _entry_client(entry) as api:
                 await api.verify(token=token, system_id=system)
         except Rejected as exc:
             if exc.status != 403:
@@ -111,7 +134,7 @@ async def unregister(config: Path, echo: Echo, *, name: str | None, all_runners:
     for entry in chosen:
         token = str(entry.get("token", ""))
         try:
-            async with _client(str(entry.get("url", ""))) as api:
+            async with _entry_client(entry) as api:
                 await api.unregister(token=token, system_id=system)
         except Rejected as exc:
             if exc.status not in (403, 404):
@@ -133,6 +156,8 @@ def list_runners(config: Path, echo: Echo) -> int:
     for entry in _entries(config):
         token = str(entry.get("token", ""))
         shown = token[:12] + "…" if len(token) > 12 else token
-        echo(f"{entry.get('name', '')}\tExecutor={entry.get('executor', '')} Token={shown} "
-             f"URL={entry.get('url', '')}")
+        echo(
+            f"{entry.get('name', '')}\tExecutor={entry.get('executor', '')} Token={shown} "
+            f"URL={entry.get('url', '')}"
+        )
     return 0

@@ -8,19 +8,29 @@ ignores becomes a warning line in the trace, as GitLab Runner does.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from kuberunner.config import RunnerEntry
-from kuberunner.executor.job import GitSource, JobRequest, base_variables
+from kuberunner.executor.job import GIT_CA, GitSource, JobRequest, base_variables
+from kuberunner.executor.object_server import ObjectServer
+from kuberunner.executor.services import ServiceContainer, aliases_for
 from kuberunner.gitlab.payload import JobPayload
 from kuberunner.job.spec import JobSpec
+from kuberunner.job.variables import variable_problem
+from kuberunner.job.variables_expand import expand, expand_values
 from kuberunner.local import legacy_exec_wanted
-from kuberunner.shell.quoting import is_variable_name
+from kuberunner.runner.cache_urls import cache_urls
+from kuberunner.runner.transfer_plan import plan_transfers
+from kuberunner.shell.layout import PodPaths
 
 _IMAGE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._:/@-]*")
 _STRATEGIES = ("clone", "fetch", "none")
+_SERVER = re.compile(r"[A-Za-z0-9.\[\]:_-]+")
 
 
 class Untranslatable(Exception):
@@ -35,7 +45,13 @@ class Translated:
     warnings: tuple[str, ...]
 
 
-def translate(payload: JobPayload, *, runner: RunnerEntry, default_timeout: float) -> Translated:
+def translate(
+    payload: JobPayload,
+    *,
+    runner: RunnerEntry,
+    default_timeout: float,
+    local_cache: ObjectServer | None = None,
+) -> Translated:
     warnings: list[str] = []
     script_step = payload.step("script")
     if script_step is None or not script_step.script:
@@ -44,35 +60,49 @@ def translate(payload: JobPayload, *, runner: RunnerEntry, default_timeout: floa
     for step in payload.steps:
         if step.name not in ("script", "after_script"):
             warnings.append(f"step {step.name!r} is not supported yet and is ignored")
-    if payload.services:
-        warnings.append("services are not supported yet and are ignored")
     warnings += [f"keyword {key!r} is not supported yet and is ignored" for key in payload.ignored]
-    if payload.image is not None and not _IMAGE.fullmatch(payload.image):
-        raise Untranslatable(f"image {payload.image!r} is not a valid image reference")
 
     sent: dict[str, str] = {}
     files: dict[str, bytes] = {}
     for variable in payload.variables:
-        if not is_variable_name(variable.key):
-            raise Untranslatable(f"variable {variable.key!r} is not a valid variable name")
+        if (problem := variable_problem(variable.key, variable.value)) is not None:
+            raise Untranslatable(problem)
         if variable.file:
             files[variable.key] = variable.value.encode()
             sent.pop(variable.key, None)
         else:
             sent[variable.key] = variable.value
             files.pop(variable.key, None)
+    ca_pem = _ca_bundle(runner)
+    if ca_pem and "CI_SERVER_TLS_CA_FILE" not in sent:
+        files.setdefault("CI_SERVER_TLS_CA_FILE", ca_pem)  # as GitLab Runner gives it to the job
     project_path = sent.get("CI_PROJECT_PATH") or payload.project_name or "project"
     project_dir = "/builds/" + "/".join(p for p in project_path.split("/") if p not in ("", ".", ".."))
     predefined = base_variables(project_dir=project_dir)
     runner_env = tuple((k, v) for k, _, v in (item.partition("=") for item in runner.environment))
-    variables = (*predefined, *sent.items(), *runner_env)
+    raw = frozenset(v.key for v in payload.variables if v.raw)
+    variables = expand_values((*predefined, *sent.items(), *runner_env), raw=raw)
+    values = dict(variables)
+    image = expand(payload.image, values) if payload.image is not None else None
+    if image is not None and not _IMAGE.fullmatch(image):
+        raise Untranslatable(f"image {image!r} is not a valid image reference")
     spec = JobSpec(
         name=payload.name,
         script=script_step.script,
         after_script=after.script if after is not None else (),
-        image=payload.image,
+        image=image,
         variables=(),
         timeout_seconds=payload.timeout,
+    )
+    git = _git(payload, values, ca_pem)
+    transfers = plan_transfers(
+        payload,
+        api_url=runner.url,
+        variables=values,
+        project_dir=project_dir,
+        ca_file=PodPaths().script(GIT_CA) if git is not None and git.ca_pem else "",
+        cache_urls=cache_urls(runner, payload.project_id, local_cache),
+        warnings=warnings,
     )
     request = JobRequest(
         job=spec,
@@ -84,17 +114,39 @@ def translate(payload: JobPayload, *, runner: RunnerEntry, default_timeout: floa
         legacy_exec=legacy_exec_wanted(
             environ=dict(os.environ), variables=variables, feature_flags=runner.feature_flags
         ),
-        git=_git(payload, dict(variables)),
+        git=git,
         variable_files=tuple(files.items()),
         after_script_timeout=float(after.timeout) if after is not None and after.timeout else None,
         after_script_when=after.when if after is not None else "always",
+        transfers=transfers,
+        services=_services(payload, values),
+        services_timeout=runner.kubernetes.wait_for_services_timeout,
     )
     masked = {v.value.strip() for v in payload.variables if v.masked and v.value.strip()}
     masked.add(payload.token)
     return Translated(request, tuple(sorted(masked)), tuple(warnings))
 
 
-def _git(payload: JobPayload, variables: dict[str, str]) -> GitSource | None:
+def _services(payload: JobPayload, values: dict[str, str]) -> tuple[ServiceContainer, ...]:
+    found = []
+    for index, service in enumerate(payload.services):
+        image = expand(service.name, values)
+        if not _IMAGE.fullmatch(image):
+            raise Untranslatable(f"services[{index}]: {image!r} is not a valid image reference")
+        found.append(
+            ServiceContainer(
+                image=image,
+                aliases=aliases_for(image, expand(service.alias, values)),
+                command=service.entrypoint,
+                args=service.command,
+                env=tuple((k, expand(v, values)) for k, v in service.variables),
+                ports=service.ports,
+            )
+        )
+    return tuple(found)
+
+
+def _git(payload: JobPayload, variables: dict[str, str], ca_pem: bytes) -> GitSource | None:
     strategy = variables.get("GIT_STRATEGY", "") or ("fetch" if payload.git.repo_url else "none")
     if strategy not in _STRATEGIES:
         raise Untranslatable(f"GIT_STRATEGY {strategy!r} is not one of {', '.join(_STRATEGIES)}")
@@ -108,8 +160,11 @@ def _git(payload: JobPayload, variables: dict[str, str]) -> GitSource | None:
         depth = int(depth_text) if depth_text else info.depth
     except ValueError as exc:
         raise Untranslatable(f"GIT_DEPTH {depth_text!r} is not a number") from exc
+    repo_url, auth_header = _credentials_apart(info.repo_url)
     return GitSource(
-        repo_url=info.repo_url,
+        repo_url=repo_url,
+        auth_header=auth_header,
+        ca_pem=ca_pem,
         sha=info.sha,
         ref=info.ref,
         ref_type=info.ref_type,
@@ -117,3 +172,30 @@ def _git(payload: JobPayload, variables: dict[str, str]) -> GitSource | None:
         strategy=strategy,
         checkout=variables.get("GIT_CHECKOUT", "true").lower() not in ("false", "0", "no"),
     )
+
+
+def _ca_bundle(runner: RunnerEntry) -> bytes:
+    if not runner.tls_ca_file:
+        return b""
+    try:
+        return Path(runner.tls_ca_file).read_bytes()
+    except OSError as exc:
+        raise Untranslatable(f"tls-ca-file {runner.tls_ca_file}: {exc.strerror or exc}") from None
+
+
+def _credentials_apart(url: str) -> tuple[str, str]:
+    """GitLab's `https://gitlab-ci-token:TOKEN@host/p.git` as a URL without the token and the HTTP
+    header that carries it: a token in the URL shows in git-remote-http's argv and in .git/config."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        server = parts.netloc.rpartition("@")[2]
+    except ValueError as exc:
+        raise Untranslatable(f"git_info.repo_url is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not host or not _SERVER.fullmatch(server):
+        raise Untranslatable("git_info.repo_url must be an http(s) URL with a plain host name")
+    clean = urlunsplit((parts.scheme, server, parts.path, parts.query, parts.fragment))
+    if parts.username is None:
+        return clean, ""
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+    return clean, "Authorization: Basic " + base64.b64encode(pair).decode()

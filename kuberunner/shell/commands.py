@@ -2,13 +2,38 @@
 
 The nonce lives only in the start line: PID 1 forks a subshell that keeps it in memory, so no
 file, argv or environment the job can read ever holds it, and job output cannot forge a marker.
-The stage token, which the job can see, only serves to find the stage's processes when killing.
+The stage token, which the job can see, only serves to find the stage's processes when killing: it
+is the *name* of an environment variable (`stage_marker_variable`), so no job variable, exported or
+not, can take a stage's processes out of reach of the kill by overwriting it.
 """
 
 from __future__ import annotations
 
 from kuberunner.shell.layout import PodPaths
 from kuberunner.shell.quoting import quote
+
+STAGE_VARIABLE_PREFIX = "KUBERUNNER_STAGE_"
+
+
+def stage_marker_variable(token: str) -> str:
+    """`KUBERUNNER_STAGE_<token>=1` in the environment of every process of the stage."""
+    return f"{STAGE_VARIABLE_PREFIX}{token}"
+
+
+LOG_WRITE_FAILED = "F"
+"""Written over the byte of the log status file (`PodPaths.log_status_file`) when a stage could not
+be started or its marker could not be appended (the logs volume is full). The log reader watches
+that byte, so the runner hears of it within seconds instead of waiting for a marker that never comes
+until the job times out. A job can write it too, but that only turns its job into a system failure,
+never into a success."""
+
+LOG_STATUS_UNSET = "-"
+"""The status byte as first made."""
+
+
+def report_log_write_failure(paths: PodPaths) -> str:
+    """Shell text that marks the log as unwritable: `1<>` writes in place, without truncating."""
+    return f"printf {LOG_WRITE_FAILED} 1<>{quote(paths.log_status_file)}"
 
 
 def start_stage(*, paths: PodPaths, stage: str, nonce: str, token: str, to_log_file: bool = True) -> bytes:
@@ -19,16 +44,21 @@ def start_stage(*, paths: PodPaths, stage: str, nonce: str, token: str, to_log_f
     waits for the script, so even a SIGKILLed script yields a marker (137). The line is
     idempotent: `mkdir` of a per-run directory succeeds once, so a line written again after a
     connection dropped mid-write never starts the stage twice.
+
+    When the guard cannot be made (and does not exist), or the marker cannot be appended, the log
+    status file says LOG_WRITE_FAILED.
     """
     script = quote(paths.script(stage))
     guard = quote(f"{paths.logs_dir}/.started-{stage}-{token}")
     marker = '\\n{"command_exit_code": %d, "script": "%s", "nonce": "%s"}\\n'
     into = f" >>{quote(paths.log_file)}" if to_log_file else ""
     outer = " >/dev/null 2>&1" if to_log_file else ""
+    give_up = report_log_write_failure(paths)
     line = (
-        f"mkdir {guard} 2>/dev/null && "
-        f'(KUBERUNNER_STAGE={quote(token)} "$0" {script} </dev/null{into} 2>&1 & wait $!; '
-        f"printf '{marker}' $? {quote(stage)} {quote(nonce)}{into}) </dev/null{outer} &\n"
+        f"if mkdir {guard} 2>/dev/null; then "
+        f'({stage_marker_variable(token)}=1 "$0" {script} </dev/null{into} 2>&1 & wait $!; '
+        f"printf '{marker}' $? {quote(stage)} {quote(nonce)}{into} || {give_up}) </dev/null{outer} & "
+        f"elif [ ! -d {guard} ]; then {give_up} 2>/dev/null; fi\n"
     )
     return line.encode()
 

@@ -20,6 +20,12 @@ class PodPaths:
     def log_file(self) -> str:
         return f"{self.logs_dir}/output.log"
 
+    @property
+    def log_status_file(self) -> str:
+        """One byte made before any stage runs, overwritten in place (no new block needed, so even on
+        a full volume) with LOG_WRITE_FAILED when a stage line cannot write to the log."""
+        return f"{self.logs_dir}/.log-status"
+
     def script(self, stage: str) -> str:
         return f"{self.scripts_dir}/{stage}"
 

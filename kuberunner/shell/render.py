@@ -59,12 +59,17 @@ def render_git_sources(
     strategy: str,
     checkout: bool,
     project_dir: str,
+    auth_header: str = "",
+    ca_file: str = "",
 ) -> str:
     """Clone or fetch `repo_url` into $CI_PROJECT_DIR and check out `sha`, quietly (GitLab's GIT_* semantics).
 
     `strategy` is GIT_STRATEGY: `clone` starts from an empty directory, `fetch` reuses a repository
     left there, `none` only makes the directory. Submodules are not touched. Nothing is printed
-    unless git fails, so the trace holds only the job's own output.
+    unless git fails, so the trace holds only the job's own output. `auth_header` (an HTTP header
+    line) reaches git through a 0600 config file included for the fetch alone and removed right
+    after it: never through argv (`ps`), the remote URL or .git/config. `ca_file` is the CA bundle
+    git trusts for that server, in the same file.
     """
     lines = [_PRELUDE, f"mkdir -p {quote(project_dir)}\n", f"cd {quote(project_dir)}\n"]
     if strategy == "none":
@@ -80,17 +85,43 @@ def render_git_sources(
         "[ -d .git ] || git init -q .\n",
         "git remote remove origin 2>/dev/null || true\n",
         f"git remote add origin {quote(repo_url)}\n",
-        f"git -c protocol.version=2 fetch -q --prune --no-tags{depth_option} origin {quote(refspec)}\n",
     ]
+    fetch = f"git -c protocol.version=2 fetch -q --prune --no-tags{depth_option} origin {quote(refspec)}\n"
+    if auth_header or ca_file:
+        lines += _with_fetch_config(repo_url, auth_header, ca_file, fetch)
+    else:
+        lines.append(fetch)
     if checkout:
         lines.append(f"git -c advice.detachedHead=false checkout -q -f {quote(sha)}\n")
     return "".join(lines)
 
 
+def _with_fetch_config(repo_url: str, header: str, ca_file: str, fetch: str) -> list[str]:
+    # The settings go through a here-document (no argv) into mktemp's 0600 file, scoped to the
+    # repository's server so a redirect elsewhere does not carry the header.
+    scheme, _, rest = repo_url.partition("://")
+    server = f"{scheme}://{rest.split('/', 1)[0]}/"
+    settings = ([f"\textraHeader = {header}\n"] if header else []) + (
+        [f"\tsslCAInfo = {ca_file}\n"] if ca_file else []
+    )
+    if any(c in server + header + ca_file for c in '"\\\n') or "KUBERUNNER_GIT" in header:
+        raise ValueError("the git server, header or CA path cannot be written to a git config file")
+    return [
+        'kr_git="$(umask 077 && mktemp)"\n',
+        "trap 'rm -f \"$kr_git\"' EXIT\n",
+        "cat >\"$kr_git\" <<'KUBERUNNER_GIT'\n",
+        f'[http "{server}"]\n',
+        *settings,
+        "KUBERUNNER_GIT\n",
+        'git -c include.path="$kr_git" ' + fetch.removeprefix("git "),
+        'rm -f "$kr_git"\n',
+    ]
+
+
 KILL_STAGE = """\
 # Rendered by kuberunner: ends every process that carries the stage's token in its environment,
 # including orphans and background jobs; TERM first, KILL after two seconds.
-token="KUBERUNNER_STAGE=$1"
+token="KUBERUNNER_STAGE_$1=1"
 sig=TERM
 round=0
 while :; do

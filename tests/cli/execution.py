@@ -19,7 +19,8 @@ BIN = Path(sys.executable).parent / "kuberunner"
 class Cluster:
     kubeconfig: Path
     state_dir: Path
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None
+    """The embedded cluster's process; None for a cluster the tests did not start (the real tier)."""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from .execution import BIN, Cluster
 
 
@@ -16,6 +18,7 @@ def rss_mib(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
+@pytest.mark.embedded_only("measures the embedded cluster's own server process")
 def test_hundred_sleeping_pods_keep_the_server_under_150_mb(cluster: Cluster, tmp_path: Path) -> None:
     kubectl = [str(BIN.parent / "kubectl"), "--kubeconfig", str(cluster.kubeconfig)]
     pods = {

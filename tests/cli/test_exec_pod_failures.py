@@ -9,6 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from .execution import BIN, Cluster, Running, pipeline
 
 LONG_STAGE = ["echo started", "sleep 4300"]
@@ -74,6 +76,9 @@ def test_sigkill_to_the_build_containers_pid1(cluster: Cluster, tmp_path: Path) 
     assert b"container build ended: exit code 137" in trace, trace[-1000:]
 
 
+@pytest.mark.embedded_only(
+    "the job runs the host's python3; tests/real covers both OOM forms on a real kubelet"
+)
 def test_memory_limit_overrun_is_oomkilled(cluster: Cluster, tmp_path: Path) -> None:
     config = tmp_path.parent / f"{tmp_path.name}.toml"
     config.write_text('[[runners]]\nname = "oom"\n[runners.kubernetes]\nmemory_limit = "64Mi"\n')

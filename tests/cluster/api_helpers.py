@@ -28,6 +28,7 @@ class FakeKubelet:
         self.delete_delay = delete_delay
         self.added: list[str] = []
         self.deleting: list[tuple[str, int]] = []
+        self.updated: list[str] = []
         self.shut_down = False
         self._timers: list[asyncio.TimerHandle] = []
 
@@ -60,6 +61,9 @@ class FakeKubelet:
             )
 
         self.store.update_pod(meta["namespace"], meta["name"], run)
+
+    async def pod_updated(self, pod: RawObject) -> None:
+        self.updated.append(pod["metadata"]["name"])
 
     async def pod_deleting(self, pod: RawObject, grace_seconds: int) -> None:
         meta = pod["metadata"]

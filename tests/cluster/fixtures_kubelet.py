@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from kuberunner.cluster.contracts import RawObject
-from kuberunner.cluster.kubelet import LocalKubelet
+from kuberunner.cluster.node.kubelet import LocalKubelet
 from kuberunner.cluster.status import StatusError, not_found
 
 

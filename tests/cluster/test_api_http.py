@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from kuberunner.cluster.api import discovery
 from kuberunner.cluster.server import EmbeddedCluster
 from tests.cluster.api_helpers import FakeKubelet, pod_manifest
 
@@ -79,7 +80,7 @@ async def test_token_is_required_except_for_health_and_version(api: Api) -> None
         assert (resp.status, await resp.text()) == (200, "ok")
     async with api.session.get(api.cluster.url + "/version") as resp:
         version = await resp.json()
-    assert (version["major"], version["minor"], version["platform"]) == ("1", "32", "linux/amd64")
+    assert (version["major"], version["minor"], version["platform"]) == ("1", "34", "linux/amd64")
 
 
 async def test_discovery_documents(api: Api) -> None:
@@ -93,7 +94,8 @@ async def test_discovery_documents(api: Api) -> None:
     assert ctype == "application/json"
     assert versions["versions"] == ["v1"]
     assert versions["serverAddressByClientCIDRs"][0]["serverAddress"] == f"127.0.0.1:{api.cluster.port}"
-    assert (await api.call("GET", "/apis"))[1] == {"kind": "APIGroupList", "apiVersion": "v1", "groups": []}
+    groups = (await api.call("GET", "/apis"))[1]["groups"]
+    assert [g["preferredVersion"]["groupVersion"] for g in groups] == ["authorization.k8s.io/v1"]
     _, resources, _ = await api.call("GET", "/api/v1")
     by_name = {r["name"]: r for r in resources["resources"]}
     assert by_name["pods"]["shortNames"] == ["po"]
@@ -114,7 +116,6 @@ async def test_discovery_documents(api: Api) -> None:
     patch_op = doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"]
     assert patch_op["x-kubernetes-group-version-kind"] == {"group": "", "version": "v1", "kind": "Pod"}
     assert "fieldValidation" in [p["name"] for p in patch_op["parameters"]]
-    assert (await api.call("GET", "/openapi/v2"))[0] == 404
 
 
 async def test_create_without_content_type_or_kind(api: Api, fake_kubelet: FakeKubelet) -> None:
@@ -377,3 +378,17 @@ async def test_shutdown_ends_open_watches(tmp_path: Path) -> None:
     finally:
         resp.release()
         await session.close()
+
+
+async def test_openapi_v2_answers_kubectl_1_28(api: Api) -> None:
+    """kubectl 1.27/1.28 fetch the protobuf Swagger document before `apply -f`/`create -f`."""
+    proto = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+    headers = {"Authorization": f"Bearer {api.cluster.token}", "Accept": f"{proto}, */*"}
+    async with api.session.get(api.cluster.url + "/openapi/v2", headers=headers) as resp:
+        assert (resp.status, resp.content_type) == (200, proto)
+        raw = await resp.read()
+    version = discovery.VERSION_INFO["gitVersion"].encode()
+    info = b"\x0a\x0aKubernetes\x12" + bytes([len(version)]) + version
+    assert raw == b"\x0a\x032.0\x12" + bytes([len(info)]) + info
+    status, body, _ = await api.call("GET", "/openapi/v2")
+    assert (status, body["swagger"], body["info"]["title"]) == (200, "2.0", "Kubernetes")

@@ -98,7 +98,7 @@ async def test_requests_kubectl_sends(
     kubectl: Kubectl, cluster: EmbeddedCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Documents what kubectl 1.37 asks for; the report lists these requests."""
-    caplog.set_level(logging.DEBUG, logger="kuberunner.cluster.apiserver")
+    caplog.set_level(logging.DEBUG, logger="kuberunner.cluster.api.apiserver")
     assert (await kubectl("apply", "-f", manifest(tmp_path, "web"))).rc == 0
     assert (await kubectl("delete", "pod", "web")).rc == 0
     seen = [r.getMessage() for r in caplog.records if r.getMessage().startswith("request ")]

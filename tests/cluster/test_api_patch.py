@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kuberunner.cluster.patching import PatchError, json_patch, merge_patch, strategic_merge_patch
+from kuberunner.cluster.api.patching import PatchError, json_patch, merge_patch, strategic_merge_patch
 
 POD: dict[str, Any] = {
     "metadata": {"name": "p", "labels": {"a": "1", "b": "2"}, "finalizers": ["x"]},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kuberunner.cluster.protobuf import ProtobufError, decode
+from kuberunner.cluster.api.protobuf import ProtobufError, decode
 
 
 def varint(n: int) -> bytes:

@@ -74,7 +74,7 @@ async def test_secret_and_configmap(core: Any) -> None:
     await call(core.create_namespaced_config_map, "default", cm)
     assert (await call(core.read_namespaced_config_map, "c", "default")).data == {"k": "v"}
     names = [c.metadata.name for c in (await call(core.list_namespaced_config_map, "default")).items]
-    assert names == ["c"]
+    assert names == ["c", "kube-root-ca.crt"]
     # The generated client declares `object` here, so the Status comes back as a dict.
     status = await call(core.delete_namespaced_config_map, "c", "default")
     assert status["status"] == "Success"

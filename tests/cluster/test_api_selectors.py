@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kuberunner.cluster.selectors import SelectorError, parse_field_selector, parse_label_selector
+from kuberunner.cluster.api.selectors import SelectorError, parse_field_selector, parse_label_selector
 
 
 def obj(labels: dict[str, str] | None = None, **fields: object) -> dict[str, object]:

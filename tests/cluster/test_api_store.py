@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from kuberunner.cluster.selectors import parse_field_selector, parse_label_selector
+from kuberunner.cluster.api.selectors import parse_field_selector, parse_label_selector
+from kuberunner.cluster.api.store import Store
+from kuberunner.cluster.api.watch import Expired, Subscription
 from kuberunner.cluster.status import StatusError
-from kuberunner.cluster.store import Store
-from kuberunner.cluster.watch import Expired, Subscription
 from tests.cluster.api_helpers import FakeKubelet, pod_manifest
 
 
@@ -212,8 +212,20 @@ async def test_namespaces(store: Store) -> None:
     assert "default" in names
     await store.create("namespaces", None, {"metadata": {"name": "team"}})
     await store.create("pods", "team", pod_manifest("p"))
-    status: dict[str, Any] = await store.delete("namespaces", "", "team")
-    assert status["status"] == "Success"
+    _, sub = store.watch("namespaces", None, since=store.resource_version)
+    answer: dict[str, Any] = await store.delete("namespaces", "", "team")
+    assert (answer["kind"], answer["status"]) == ("Namespace", {"phase": "Terminating"})
+    # The pod gets its own grace period; the namespace waits for it, refusing new content.
+    pod = store.get("pods", "team", "p")
+    assert pod is not None and pod["metadata"]["deletionGracePeriodSeconds"] == 30
+    with pytest.raises(StatusError) as refused:
+        await store.create("configmaps", "team", {"metadata": {"name": "late"}})
+    assert (refused.value.code, refused.value.message) == (
+        403,
+        'configmaps "late" is forbidden: unable to create new content in namespace team '
+        "because it is being terminated",
+    )
+    assert await take(sub, 2) == [("MODIFIED", "team"), ("DELETED", "team")]
     assert store.get("pods", "team", "p") is None
     with pytest.raises(StatusError) as caught:
         await store.delete("namespaces", "", "default")

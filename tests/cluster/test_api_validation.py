@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kuberunner.cluster import admission
+from kuberunner.cluster.api import admission
 from kuberunner.cluster.status import StatusError
 
 
@@ -129,6 +129,7 @@ def test_kind_from_url_and_mismatch() -> None:
 def test_generate_name_is_validated_with_a_suffix() -> None:
     assert create("pods", {"metadata": {"generateName": "job-"}, "spec": pod()["spec"]})["metadata"] == {
         "generateName": "job-",
+        "generation": 1,
         "namespace": "default",
     }
     err = status_of("pods", {"metadata": {}, "spec": pod()["spec"]})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kuberunner.cluster.crilog import (
+from kuberunner.cluster.node.crilog import (
     CriLogWriter,
     CriRecord,
     format_rfc3339nano,

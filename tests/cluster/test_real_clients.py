@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -160,3 +161,100 @@ async def test_container_processes_start_with_default_sigpipe(real_cluster: Embe
     await create_and_wait(real_cluster, pod("piper", command), "jsonpath={.status.phase}=Succeeded")
     code, out, err = await kubectl(real_cluster, "logs", "piper")
     assert (code, out) == (0, b"y\nstatus=0\n"), err
+
+
+async def test_kubectl_run_args_are_the_argv(real_cluster: EmbeddedCluster) -> None:
+    """No image entrypoint here: `args` alone is the command, as for an image without ENTRYPOINT."""
+    code, _, err = await kubectl(
+        real_cluster, "run", "argv", "--image=busybox", "--restart=Never", "--", "sh", "-c", "echo hi"
+    )
+    assert code == 0, err
+    code, _, err = await kubectl(
+        real_cluster, "wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/argv", "--timeout=30s"
+    )
+    assert code == 0, err
+    code, out, err = await kubectl(real_cluster, "logs", "argv")
+    assert (code, out) == (0, b"hi\n"), err
+    code, out, err = await kubectl(
+        real_cluster, "get", "pod", "argv", "-o", "jsonpath={.status.containerStatuses[0].image}"
+    )
+    assert (code, out) == (0, b"docker.io/library/busybox:latest"), err
+
+
+async def test_kubectl_logs_of_a_crash_looping_container(real_cluster: EmbeddedCluster) -> None:
+    """While it waits to restart, `logs` and `logs --previous` both show the last run."""
+    body = pod("crasher", ["sh", "-c", "echo ran; exit 1"])
+    body["spec"]["restartPolicy"] = "Always"
+    await create_and_wait(
+        real_cluster,
+        body,
+        "jsonpath={.status.containerStatuses[0].state.waiting.reason}=CrashLoopBackOff",
+    )
+    for extra in ((), ("--previous",)):
+        code, out, err = await kubectl(real_cluster, "logs", "crasher", *extra)
+        assert (code, out) == (0, b"ran\n"), (extra, err)
+
+
+async def test_start_error_status_names_no_container(real_cluster: EmbeddedCluster) -> None:
+    body = pod("unstartable", ["/no/such/program"])
+    await create_and_wait(real_cluster, body, "jsonpath={.status.phase}=Failed")
+    code, out, err = await kubectl(
+        real_cluster, "get", "pod", "unstartable", "-o", "jsonpath={.status.containerStatuses[0].state}"
+    )
+    assert code == 0, err
+    terminated = json.loads(out)["terminated"]
+    assert (terminated["reason"], "containerID" in terminated) == ("StartError", False)
+
+
+async def test_patched_image_restarts_the_container(real_cluster: EmbeddedCluster) -> None:
+    """Even with restartPolicy Never: a changed definition is a restart, not a crash (no back-off)."""
+    await create_and_wait(real_cluster, pod("repatched", ["sleep", "3600"]), "condition=Ready")
+    code, _, err = await kubectl(real_cluster, "set", "image", "pod/repatched", "c=busybox:1.37")
+    assert code == 0, err
+    code, _, err = await kubectl(
+        real_cluster,
+        "wait",
+        "--for=jsonpath={.status.containerStatuses[0].restartCount}=1",
+        "pod/repatched",
+        "--timeout=30s",
+    )
+    assert code == 0, err
+    code, _, err = await kubectl(
+        real_cluster, "wait", "--for=condition=Ready", "pod/repatched", "--timeout=30s"
+    )
+    assert code == 0, err
+    code, out, err = await kubectl(
+        real_cluster, "get", "pod", "repatched", "-o", "jsonpath={.status.containerStatuses[0]}"
+    )
+    status = json.loads(out)
+    assert (status["image"], status["lastState"]["terminated"]["exitCode"]) == (
+        "docker.io/library/busybox:1.37",
+        137,
+    )
+    code, out, err = await kubectl(
+        real_cluster, "get", "pod", "repatched", "-o", "jsonpath={.metadata.generation}"
+    )
+    assert (code, out) == (0, b"2"), err
+
+
+async def test_spdy_clients_are_refused_at_once(real_cluster: EmbeddedCluster) -> None:
+    """kubectl <= 1.29 (here: a newer one told to use SPDY) gets a clear refusal, no hang."""
+    await create_and_wait(real_cluster, pod("spdy", ["sleep", "3600"]), "condition=Ready")
+    proc = await asyncio.create_subprocess_exec(
+        KUBECTL,
+        "--kubeconfig",
+        str(real_cluster.kubeconfig_path),
+        "exec",
+        "spdy",
+        "--",
+        "true",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert (proc.returncode, out, err) == (
+        1,
+        b"",
+        b"error: unable to upgrade connection: Upgrade request required\n",
+    )

@@ -9,8 +9,11 @@ import os
 import signal
 from pathlib import Path
 
-from kuberunner.cluster.runtime import ContainerConfig, Runtime
-from kuberunner.cluster.volumes import DEFAULT_PATH
+import pytest
+
+from kuberunner.cluster.node import hidden
+from kuberunner.cluster.node.runtime import ContainerConfig, Runtime
+from kuberunner.cluster.node.volumes import DEFAULT_PATH
 from tests.cluster.fixtures_kubelet import Node, container, node
 
 __all__ = ["node"]
@@ -169,3 +172,29 @@ def _group_members(pgid: int) -> list[int]:
                 if os.getpgid(int(entry)) == pgid:
                     members.append(int(entry))
     return members
+
+
+async def test_a_refused_user_namespace_degrades_with_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A map past the 32-bit id space is refused by the kernel as an old kernel refuses any.
+    monkeypatch.setattr(hidden, "UID_BASE", 2**32 - 100)
+    runtime = Runtime(state_dir=tmp_path / "state", cgroup_root=None, isolate=True)
+    outputs = []
+    for index in range(2):
+        config = ContainerConfig(
+            name="c",
+            argv=["sh", "-c", "cat /proc/self/uid_map; grep CapEff /proc/self/status"],
+            env={"PATH": DEFAULT_PATH},
+            cwd="/",
+            log_path=tmp_path / f"{index}.log",
+            hostname="p",
+        )
+        container = await runtime.start(config)
+        assert (await container.exited).code == 0
+        outputs.append([line.split(b" ", 3)[3] for line in _host_read(config.log_path).splitlines()])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith("containers run as the host's root, without a user")
+    for lines in outputs:
+        assert lines[0].split() == [b"0", b"0", b"4294967295"]
+        assert lines[1] == b"CapEff:\t00000000a80425fb"

@@ -11,7 +11,7 @@ import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.stream import WsApiClient
 
-from kuberunner.cluster.streaming import ChannelCodec, CloseChannel, Data
+from kuberunner.cluster.node.streaming import ChannelCodec, CloseChannel, Data
 from tests.cluster.fixtures_kubelet import Node, container, node
 
 __all__ = ["node"]
@@ -210,6 +210,17 @@ async def test_refusals_before_upgrade(node: Node) -> None:
         async with node.http.request(method, node.path("ref") + "/attach?" + query) as response:
             assert response.status == 400
             assert (await response.json())["message"] == "Upgrade request required"
+    # SPDY (kubectl <= 1.29, client-go's SPDY executor) is not served: the same refusal as any
+    # request that is not a WebSocket upgrade, which those clients report as the error it is.
+    spdy = {"Connection": "Upgrade", "Upgrade": "SPDY/3.1", "X-Stream-Protocol-Version": "v4.channel.k8s.io"}
+    async with node.http.post(node.path("ref") + "/exec?command=true&stdout=true", headers=spdy) as response:
+        assert response.status == 400
+        body = await response.json()
+        assert (body["kind"], body["reason"], body["message"]) == (
+            "Status",
+            "BadRequest",
+            "Upgrade request required",
+        )
     try:
         await node.http.ws_connect(node.path("ref") + "/attach", protocols=["v5.channel.k8s.io"])
     except aiohttp.WSServerHandshakeError as exc:

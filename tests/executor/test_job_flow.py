@@ -17,6 +17,7 @@ from kuberunner.executor.settings import ExecutorSettings
 from kuberunner.executor.strategy import Exited, JobContext, Lost, StageEnd, Stopped
 from kuberunner.job.spec import JobSpec
 from kuberunner.kube.client import KubeClient
+from kuberunner.kube.errors import NotFound
 from kuberunner.trace import StreamSink, Trace
 
 
@@ -41,7 +42,15 @@ class FakeCluster:
         self.pods[body["metadata"]["name"]] = pod
         return pod
 
-    async def get_pod(self, namespace: str, name: str) -> dict[str, Any]:
+    async def get_pod(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the same signature as KubeClient.get_pod
+    ) -> dict[str, Any]:
+        if name in self.deleted:
+            raise NotFound(404, "NotFound", f'pods "{name}" not found')
         return self.pods[name]
 
     async def create_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -53,8 +62,11 @@ class FakeCluster:
 
     async def delete_pod(self, namespace: str, name: str, *, grace_seconds: int | None = None) -> None:
         self.deleted.append(name)
+        self.broken.set()  # its containers stop at once: the watch ends with DELETED
 
-    async def watch_pod(self, namespace: str, name: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    async def watch_pod(
+        self, namespace: str, name: str, *, resource_version: str | None = None, bookmarks: bool = False
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         yield "ADDED", self.pods[name]
         await self.broken.wait()
         yield "DELETED", self.pods[name]
@@ -132,7 +144,8 @@ async def test_a_non_zero_marker_is_a_script_failure_and_stops_the_user_stages()
     strategy = ScriptedStrategy({"get_sources": Exited(2)})
     result, _, cluster = await run(strategy)
     assert result == ScriptFailure(2)
-    assert strategy.ran == ["get_sources", "after_script"]
+    # after_script's variant whose CI_JOB_STATUS says `failed` (issue 13)
+    assert strategy.ran == ["get_sources", "after_script_failed"]
     assert cluster.deleted
 
 
@@ -154,7 +167,7 @@ async def test_timeout_then_after_script() -> None:
     strategy = ScriptedStrategy({}, hang="step_script")
     result, trace, _ = await run(strategy, job_timeout=0.2)
     assert result == TimedOut(0.2)
-    assert strategy.ran == ["get_sources", "step_script", "after_script"]
+    assert strategy.ran == ["get_sources", "step_script", "after_script_failed"]
     assert b"Job timed out: the running stage was stopped\n" in trace
 
 
@@ -164,7 +177,7 @@ async def test_cancel_then_after_script() -> None:
     asyncio.get_running_loop().call_later(0.1, cancel.set)
     result, _, _ = await run(strategy, cancel=cancel)
     assert result == Canceled()
-    assert strategy.ran[-1] == "after_script"
+    assert strategy.ran[-1] == "after_script_canceled"
 
 
 async def test_a_pod_deleted_under_a_stage_is_a_system_failure_naming_it() -> None:
@@ -173,3 +186,64 @@ async def test_a_pod_deleted_under_a_stage_is_a_system_failure_naming_it() -> No
     asyncio.get_running_loop().call_later(0.1, cluster.broken.set)
     result, _, _ = await run(strategy, cluster=cluster)
     assert isinstance(result, SystemFailure) and "was deleted" in result.reason
+
+
+class CancelAwareStrategy(ScriptedStrategy):
+    """step_script waits for the cancel; after_script ends Stopped if a cancel is visible to it, as
+    the real strategies' stages do, and can be made to hang until the job is dropped."""
+
+    def __init__(self, *, after_script_hangs: bool = False) -> None:
+        super().__init__({}, hang="step_script")
+        self.after_script_hangs = after_script_hangs
+        self.in_after_script = asyncio.Event()
+        self.after_script_ends: list[StageEnd] = []
+
+    async def run_stage(self, job: JobContext, stage: str, *, deadline: float) -> StageEnd:
+        if not stage.startswith("after_script"):
+            return await super().run_stage(job, stage, deadline=deadline)
+        self.ran.append(stage)
+        self.in_after_script.set()
+        if self.after_script_hangs:
+            await asyncio.Event().wait()
+        end: StageEnd = Stopped(canceled=True) if job.cancel.is_set() else Exited(0)
+        self.after_script_ends.append(end)
+        return end
+
+
+async def test_a_cancel_does_not_stop_after_script() -> None:
+    cancel = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.05, cancel.set)
+    strategy = CancelAwareStrategy()
+    result, _, _ = await run(strategy, cancel=cancel)
+    assert result == Canceled()
+    assert strategy.after_script_ends == [Exited(0)]
+
+
+class SlowDeleteCluster(FakeCluster):
+    async def delete_pod(self, namespace: str, name: str, *, grace_seconds: int | None = None) -> None:
+        await asyncio.sleep(0.05)
+        await super().delete_pod(namespace, name, grace_seconds=grace_seconds)
+
+
+async def test_a_dropped_job_still_deletes_its_pod_even_if_dropped_again_meanwhile() -> None:
+    cancel = asyncio.Event()
+    cluster = SlowDeleteCluster()
+    strategy = CancelAwareStrategy(after_script_hangs=True)
+    job = asyncio.ensure_future(run(strategy, cluster=cluster, cancel=cancel))
+    asyncio.get_running_loop().call_later(0.05, cancel.set)
+    await asyncio.wait_for(strategy.in_after_script.wait(), 10)
+    job.cancel()
+    await asyncio.sleep(0)  # run_job is now in its clean-up, deleting the pod
+    job.cancel()
+    await asyncio.wait({job}, timeout=10)
+    assert job.cancelled()
+    assert cluster.deleted == list(cluster.pods)
+
+
+async def test_a_cancel_before_the_pod_exists_creates_none() -> None:
+    cancel = asyncio.Event()
+    cancel.set()
+    result, trace, cluster = await run(ScriptedStrategy({}), cancel=cancel)
+    assert result == Canceled()
+    assert cluster.pods == {}
+    assert b"Job canceled before its pod was created\n" in trace

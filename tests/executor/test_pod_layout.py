@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from kuberunner.cluster.server import EmbeddedCluster
 from kuberunner.executor import podhealth
 from kuberunner.executor.podspec import PodDesign, build_pod
 from kuberunner.executor.stages import StagePlan
+from kuberunner.kube import config as kube_config
+from kuberunner.kube.client import KubeClient
 from kuberunner.shell.layout import PodPaths
 
 GIT = StagePlan(git_sources=True)
@@ -139,3 +143,24 @@ def test_after_script_when_follows_the_job_result() -> None:
     assert [due("on_success", s) for s in (passed, failed)] == [True, False]
     assert [due("on_failure", s) for s in (passed, failed)] == [False, True]
     assert due("always", Observation((0,), timed_out_after=3)) is True
+
+
+@pytest.fixture
+async def embedded_client() -> AsyncIterator[KubeClient]:
+    async with EmbeddedCluster() as embedded:
+        cfg = await kube_config.load_kubeconfig(embedded.kubeconfig_path)
+        async with await KubeClient.open(cfg) as client:
+            yield client
+
+
+async def test_the_stored_pod_mounts_no_token_and_adds_no_privilege(embedded_client: KubeClient) -> None:
+    body = build_pod(design("registry/helper:1"))
+    body["metadata"]["namespace"] = "default"
+    await embedded_client.create_pod("default", body)
+    try:
+        stored = (await embedded_client.get_pod("default", "p"))["spec"]
+    finally:
+        await embedded_client.delete_pod("default", "p", grace_seconds=0)
+    assert stored["automountServiceAccountToken"] is False
+    for container in stored["containers"]:
+        assert container["securityContext"] == {"privileged": False, "capabilities": {"drop": ["NET_RAW"]}}

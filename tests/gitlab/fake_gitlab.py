@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import json
 import secrets
+import ssl
 import subprocess
 import time
 import zlib
@@ -21,13 +22,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from .git_http import git_handler
 
-ACCEPTED_REASONS = ["unknown_failure", "script_failure", "api_failure", "stuck_or_timeout_failure",
-                    "runner_system_failure", "missing_dependency_failure", "runner_unsupported",
-                    "job_execution_timeout"]
+ACCEPTED_REASONS = [
+    "unknown_failure",
+    "script_failure",
+    "api_failure",
+    "stuck_or_timeout_failure",
+    "runner_system_failure",
+    "missing_dependency_failure",
+    "runner_unsupported",
+    "job_execution_timeout",
+]
 
 
 @dataclass
@@ -57,10 +65,24 @@ class FakeJob:
     exit_code: int | None = None
     checksum_ok: bool | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    artifacts: list[Upload] = field(default_factory=list)
+    """Every accepted artifacts upload, in order."""
+
+    def artifact(self, artifact_type: str) -> Upload:
+        return next(u for u in self.artifacts if u.fields.get("artifact_type") == artifact_type)
 
     @property
     def text(self) -> bytes:
         return bytes(self.trace)
+
+
+@dataclass
+class Upload:
+    """One `POST /jobs/:id/artifacts`: its form fields, and the file as sent."""
+
+    fields: dict[str, str]
+    filename: str
+    data: bytes
 
 
 @dataclass
@@ -71,7 +93,8 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     times: int = 1
     hold: asyncio.Event | None = None
-    """PATCH only: append the bytes, then wait for this event before replying (set `arrived`)."""
+    """PATCH: append the bytes, then wait for this event before replying (set `arrived`). A final
+    PUT: wait for it, then answer 503 without recording anything."""
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -87,12 +110,21 @@ class FakeGitLab:
         self.long_poll = long_poll
         self.trace_interval = trace_interval
         self.running_peak = 0
+        self.clone_requests = 0
+        """Authenticated requests to the git http-backend."""
+        self.token_in_argv: list[bytes] = []
+        """Command lines of processes that held the job token while git asked for the repository."""
         self.base_url = ""
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
         self._repos = repos
-        self.head = subprocess.run(["git", "rev-parse", "main"], cwd=repos / "group" / "project.git",
-                                   capture_output=True, text=True, check=True).stdout.strip()
+        self.head = subprocess.run(
+            ["git", "rev-parse", "main"],
+            cwd=repos / "group" / "project.git",
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         self._site: web.AppRunner | None = None
 
     # -- test API --------------------------------------------------------------------------------
@@ -126,8 +158,9 @@ class FakeGitLab:
     def running(self) -> int:
         return sum(1 for j in self.jobs.values() if j.state in ("running", "canceling"))
 
-    async def start(self) -> str:
-        app = web.Application()
+    async def start(self, ssl_context: ssl.SSLContext | None = None, *, host: str = "127.0.0.1") -> str:
+        """Listens on `host` (the real tier passes an address its pods reach, for git clones)."""
+        app = web.Application(client_max_size=1 << 31)
         app.router.add_post("/api/v4/runners/verify", self.verify)
         app.router.add_post("/api/v4/runners", self.register)
         app.router.add_delete("/api/v4/runners", self.delete_runner)
@@ -135,14 +168,16 @@ class FakeGitLab:
         app.router.add_post("/api/v4/jobs/request", self.request_job)
         app.router.add_patch("/api/v4/jobs/{id}/trace", self.patch_trace)
         app.router.add_put("/api/v4/jobs/{id}", self.update_job)
+        app.router.add_post("/api/v4/jobs/{id}/artifacts", self.upload_artifacts)
+        app.router.add_get("/api/v4/jobs/{id}/artifacts", self.download_artifacts)
         app.router.add_route("*", "/{repo:.+\\.git}/{rest:.*}", git_handler(self._repos, self._may_clone))
         app.middlewares.append(self._record)
         self._site = web.AppRunner(app, handle_signals=False)
         await self._site.setup()
-        site = web.TCPSite(self._site, "127.0.0.1", 0)
+        site = web.TCPSite(self._site, host, 0, ssl_context=ssl_context)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base_url = f"http://127.0.0.1:{port}"
+        self.base_url = f"{'https' if ssl_context else 'http'}://{host}:{port}"
         return self.base_url
 
     async def close(self) -> None:
@@ -164,8 +199,12 @@ class FakeGitLab:
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
         for fault in self.faults:
-            if fault.times > 0 and fault.hold is None and request.method == fault.method \
-                    and request.path.endswith(fault.path_end):
+            if (
+                fault.times > 0
+                and fault.hold is None
+                and request.method == fault.method
+                and request.path.endswith(fault.path_end)
+            ):
                 fault.times -= 1
                 fault.arrived.set()
                 self.requests.append((time.monotonic(), request.method, request.path, fault.status))
@@ -175,6 +214,9 @@ class FakeGitLab:
         return response
 
     def _may_clone(self, token: str) -> bool:
+        # git-remote-http waits for this very reply: whatever argv carries the token shows now.
+        self.clone_requests += 1
+        self.token_in_argv += _argv_holding(token.encode())
         return any(j.token == token and j.state in ("running", "canceling") for j in self.jobs.values())
 
     async def _body(self, request: web.Request) -> dict[str, Any] | None:
@@ -251,14 +293,18 @@ class FakeGitLab:
             job.graceful = bool(features.get("cancel_gracefully"))
             self.running_peak = max(self.running_peak, self.running())
             runner.queue_version += 1
-            return _json(self._payload(job), 201)
+            raw = job.spec.get("_raw_body")
+            body = raw(job) if raw is not None else json.dumps(self._payload(job)).encode()
+            if job.spec.get("_two_chunks"):
+                return await _two_chunks(request, body)
+            return web.Response(status=201, body=body, content_type="application/json")
         headers["X-GitLab-Last-Update"] = str(runner.queue_version)
         return web.Response(status=204, headers=headers)
 
     def _payload(self, job: FakeJob) -> dict[str, Any]:
         spec = {k: v for k, v in job.spec.items() if not k.startswith("_")}
-        host = self.base_url.removeprefix("http://")
-        repo_url = f"http://gitlab-ci-token:{job.token}@{host}/group/project.git"
+        scheme, _, host = self.base_url.partition("://")
+        repo_url = f"{scheme}://gitlab-ci-token:{job.token}@{host}/group/project.git"
         variables = [
             {"key": "CI_JOB_ID", "value": str(job.id), "public": True, "masked": False},
             {"key": "CI_JOB_TOKEN", "value": job.token, "public": False, "masked": True},
@@ -266,20 +312,38 @@ class FakeGitLab:
             {"key": "CI_REPOSITORY_URL", "value": repo_url, "public": False, "masked": False},
             *spec.pop("variables", []),
         ]
-        git_info = {"repo_url": repo_url, "ref": "main", "sha": self.head, "before_sha": "0" * 40,
-                    "ref_type": "branch", "depth": 0,
-                    "refspecs": ["+refs/heads/main:refs/remotes/origin/main"],
-                    **spec.pop("git_info", {})}
+        git_info = {
+            "repo_url": repo_url,
+            "ref": "main",
+            "sha": self.head,
+            "before_sha": "0" * 40,
+            "ref_type": "branch",
+            "depth": 0,
+            "refspecs": ["+refs/heads/main:refs/remotes/origin/main"],
+            **spec.pop("git_info", {}),
+        }
         payload = {
-            "id": job.id, "token": job.token, "allow_git_fetch": True,
-            "job_info": {"id": job.id, "name": spec.pop("name", "job"), "stage": "test", "project_id": 7,
-                         "project_name": "project", "pipeline_id": 70},
+            "id": job.id,
+            "token": job.token,
+            "allow_git_fetch": True,
+            "job_info": {
+                "id": job.id,
+                "name": spec.pop("name", "job"),
+                "stage": "test",
+                "project_id": 7,
+                "project_name": "project",
+                "pipeline_id": 70,
+            },
             "git_info": git_info,
             "runner_info": {"timeout": spec.pop("timeout", 3600)},
             "variables": variables,
             "steps": spec.pop("steps"),
             "image": spec.pop("image", {}),
-            "services": [], "artifacts": [], "cache": [], "credentials": [], "dependencies": [],
+            "services": [],
+            "artifacts": [],
+            "cache": [],
+            "credentials": [],
+            "dependencies": [],
             "features": {"trace_sections": True, "failure_reasons": ACCEPTED_REASONS},
         }
         payload.update(spec)
@@ -306,8 +370,42 @@ class FakeGitLab:
                 fault.times -= 1
                 fault.arrived.set()
                 await fault.hold.wait()
-        return _json({"message": "202"}, 202, {"Job-Status": job.state, "Range": f"0-{len(job.trace)}",
-                                               "X-GitLab-Trace-Update-Interval": str(self.trace_interval)})
+        return _json(
+            {"message": "202"},
+            202,
+            {
+                "Job-Status": job.state,
+                "Range": f"0-{len(job.trace)}",
+                "X-GitLab-Trace-Update-Interval": str(self.trace_interval),
+            },
+        )
+
+    async def upload_artifacts(self, request: web.Request) -> web.Response:
+        found = self._job_for(request, None)
+        if isinstance(found, web.Response):
+            return found
+        fields: dict[str, str] = {}
+        filename, data = "", b""
+        async for part in await request.multipart():
+            if not isinstance(part, BodyPartReader):
+                return _json({"message": "400 Bad request - nested multipart"}, 400)
+            if part.name == "file":
+                filename, data = part.filename or "", bytes(await part.read())
+            elif part.name:
+                fields[part.name] = await part.text()
+        if not filename:
+            return _json({"message": "400 Bad request - file is missing"}, 400)
+        found.artifacts.append(Upload(fields, filename, data))
+        return _json({"id": found.id}, 201)
+
+    async def download_artifacts(self, request: web.Request) -> web.Response:
+        job = self.jobs.get(int(request.match_info["id"])) if request.match_info["id"].isdigit() else None
+        if job is None or request.headers.get("JOB-TOKEN") != job.token:
+            return _json({"message": "403 Forbidden"}, 403)
+        archive = next((u for u in job.artifacts if u.fields.get("artifact_type") == "archive"), None)
+        if archive is None:
+            return _json({"message": "404 Not Found"}, 404)
+        return web.Response(status=200, body=archive.data, content_type="application/zip")
 
     async def update_job(self, request: web.Request) -> web.Response:
         body = await self._body(request)
@@ -317,6 +415,18 @@ class FakeGitLab:
         if isinstance(found, web.Response):
             return found
         job = found
+        for fault in self.faults:
+            if (
+                fault.hold is not None
+                and fault.times > 0
+                and request.method == fault.method == "PUT"
+                and request.path.endswith(fault.path_end)
+                and body.get("state") != "running"
+            ):
+                fault.times -= 1
+                fault.arrived.set()
+                await fault.hold.wait()
+                return _json({"message": "held"}, 503)
         job.updates.append(body)
         headers = {"Job-Status": job.state, "X-GitLab-Trace-Update-Interval": str(self.trace_interval)}
         state = body.get("state")
@@ -339,6 +449,33 @@ class FakeGitLab:
         return _json({"message": "200"}, 200, {**headers, "Job-Status": job.state})
 
 
+def _argv_holding(secret: bytes) -> list[bytes]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            argv = cmdline.read_bytes()
+            if secret in argv:
+                found.append(argv.replace(b"\0", b" "))
+    return found
+
+
+async def _two_chunks(request: web.Request, body: bytes) -> web.StreamResponse:
+    """A 201 whose body arrives in two TCP writes with a pause between: a reader that takes what is
+    buffered gets only the first half. Nothing in the runner can be observed between the two halves,
+    so the pause is a short delay."""
+    response = web.StreamResponse(status=201, headers={"Content-Type": "application/json"})
+    response.content_length = len(body)
+    await response.prepare(request)
+    half = len(body) // 2
+    await response.write(body[:half])
+    await response.drain()
+    await asyncio.sleep(0.3)
+    await response.write(body[half:])
+    await response.write_eof()
+    return response
+
+
 def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json",
-                        headers=headers or {})
+    return web.Response(
+        status=status, text=json.dumps(body), content_type="application/json", headers=headers or {}
+    )

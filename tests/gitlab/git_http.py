@@ -21,12 +21,19 @@ def make_repository(root: Path) -> tuple[Path, list[str]]:
     """group/project.git (bare) with three commits on main; returns it and the shas, oldest first."""
     work = root / "work"
     work.mkdir(parents=True)
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@e", "HOME": str(root), "PATH": "/usr/bin:/bin"}
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@e",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@e",
+        "HOME": str(root),
+        "PATH": "/usr/bin:/bin",
+    }
 
     def git(*args: str, cwd: Path = work) -> str:
-        return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                              text=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+        ).stdout.strip()
 
     git("init", "-q", "-b", "main")
     shas = []
@@ -47,18 +54,28 @@ def git_handler(
     async def handle(request: web.Request) -> web.StreamResponse:
         user_token = _basic_auth(request.headers.get("Authorization", ""))
         if user_token is None or user_token[0] != "gitlab-ci-token" or not authorized(user_token[1]):
-            return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="GitLab"'},
-                                text="HTTP Basic: Access denied\n")
+            return web.Response(
+                status=401,
+                headers={"WWW-Authenticate": 'Basic realm="GitLab"'},
+                text="HTTP Basic: Access denied\n",
+            )
         body = await request.read()
         env = {
-            "GIT_PROJECT_ROOT": str(repos), "GIT_HTTP_EXPORT_ALL": "1", "PATH": "/usr/bin:/bin",
-            "REQUEST_METHOD": request.method, "PATH_INFO": request.path,
-            "QUERY_STRING": request.query_string, "CONTENT_TYPE": request.headers.get("Content-Type", ""),
-            "CONTENT_LENGTH": str(len(body)), "REMOTE_USER": "gitlab-ci-token", "REMOTE_ADDR": "127.0.0.1",
+            "GIT_PROJECT_ROOT": str(repos),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH": "/usr/bin:/bin",
+            "REQUEST_METHOD": request.method,
+            "PATH_INFO": request.path,
+            "QUERY_STRING": request.query_string,
+            "CONTENT_TYPE": request.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_USER": "gitlab-ci-token",
+            "REMOTE_ADDR": "127.0.0.1",
             "GIT_PROTOCOL": request.headers.get("Git-Protocol", ""),
         }
         process = await asyncio.create_subprocess_exec(
-            BACKEND, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            BACKEND, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         out, _ = await process.communicate(body)
         head, _, payload = out.partition(b"\r\n\r\n")
         status = 200

@@ -18,10 +18,14 @@ from .runner_process import RunnerProcess, finished, script_job, started_runner,
     [
         ({"steps": "not a list"}, "job payload: 'steps' must be a list"),
         ({**script_job("true"), "image": {"name": "bad image!"}}, "image 'bad image!' is not a valid image"),
-        ({**script_job("true"), "variables": [{"key": "BAD-KEY", "value": "x"}]},
-         "variable 'BAD-KEY' is not a valid variable name"),
-        ({**script_job("true"), "variables": [{"key": "GIT_STRATEGY", "value": "teleport"}]},
-         "GIT_STRATEGY 'teleport' is not one of clone, fetch, none"),
+        (
+            {**script_job("true"), "variables": [{"key": "BAD-KEY", "value": "x"}]},
+            "variable 'BAD-KEY' is not a valid variable name",
+        ),
+        (
+            {**script_job("true"), "variables": [{"key": "GIT_STRATEGY", "value": "teleport"}]},
+            "GIT_STRATEGY 'teleport' is not one of clone, fetch, none",
+        ),
     ],
     ids=["malformed-payload", "bad-image", "bad-variable-name", "bad-git-strategy"],
 )
@@ -55,19 +59,30 @@ async def test_rejected_token_and_unreachable_url_are_logged_and_other_runners_w
 ) -> None:
     good = gitlab.add_runner()
     config = tmp_path / "config.toml"
-    entries = [("rejected", gitlab.base_url, "glrt-unknown"),
-               ("unreachable", f"http://127.0.0.1:{closed_port()}", "glrt-whatever"),
-               ("good", gitlab.base_url, good.token)]
-    config.write_text("concurrent = 3\ncheck_interval = 1\n" + "".join(
-        f'[[runners]]\nname = "{name}"\nurl = "{url}"\ntoken = "{token}"\nexecutor = "kubernetes"\n'
-        for name, url, token in entries))
+    entries = [
+        ("rejected", gitlab.base_url, "glrt-unknown"),
+        ("unreachable", f"http://127.0.0.1:{closed_port()}", "glrt-whatever"),
+        ("good", gitlab.base_url, good.token),
+    ]
+    config.write_text(
+        "concurrent = 3\ncheck_interval = 1\n"
+        + "".join(
+            f'[[runners]]\nname = "{name}"\nurl = "{url}"\ntoken = "{token}"\nexecutor = "kubernetes"\n'
+            for name, url, token in entries
+        )
+    )
     job = gitlab.enqueue(script_job("echo served"))
     runner = RunnerProcess(gitlab_cluster, config)
     try:
         await finished(job, runner)
-        await until(lambda: "runner rejected: requesting a job: GitLab answered 403" in runner.log()
-                    and "runner unreachable: requesting a job: ClientConnectorError" in runner.log(),
-                    within=30, what="both log lines")
+        await until(
+            lambda: (
+                "runner rejected: requesting a job: GitLab answered 403" in runner.log()
+                and "runner unreachable: requesting a job: ClientConnectorError" in runner.log()
+            ),
+            within=30,
+            what="both log lines",
+        )
     finally:
         assert await runner.stop() == 0
     assert job.state == "success"

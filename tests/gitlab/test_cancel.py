@@ -50,8 +50,10 @@ async def test_canceled_aborts_without_after_script_and_the_runner_goes_on(
     try:
         await until(lambda: b"tick\n" in job.text, what="the job to tick")
         gitlab.force_cancel(job)
-        await until(lambda: pods_of(gitlab_cluster, job.id) == [] and processes(4341) == [],
-                    what="the pod and its processes to go")
+        await until(
+            lambda: pods_of(gitlab_cluster, job.id) == [] and processes(4341) == [],
+            what="the pod and its processes to go",
+        )
         later = gitlab.enqueue(script_job("echo next job"))
         await finished(later, runner)
         assert later.state == "success"
@@ -61,3 +63,22 @@ async def test_canceled_aborts_without_after_script_and_the_runner_goes_on(
     assert b"after abort" not in job.text
     assert all(update.get("state") == "running" for update in job.updates)
     await asyncio.sleep(0)
+
+
+async def test_after_script_runs_to_its_end_after_canceling(
+    gitlab: FakeGitLab, gitlab_cluster: Cluster, tmp_path: Path
+) -> None:
+    gitlab.trace_interval = 0.3
+    after = tuple(f"echo after {n}; sleep 0.5" for n in range(1, 6))
+    job = gitlab.enqueue(script_job(TICKING.format(tag=4342), after=after))
+    runner = await started_runner(gitlab, gitlab_cluster, tmp_path)
+    try:
+        await until(lambda: b"tick\n" in job.text, what="the job to tick")
+        gitlab.cancel(job)
+        await finished(job, runner)
+    finally:
+        assert await runner.stop() == 0
+    assert (job.state, job.failure_reason) == ("canceled", "unknown_failure")
+    text = job.text
+    assert all(b"\nafter %d\n" % n in text for n in range(1, 6)), text[-1500:]
+    assert text.index(b"\nafter 5\n") < text.index(b"ERROR: Job failed: canceled")

@@ -22,8 +22,9 @@ def assert_whole(job: FakeJob) -> None:
     assert job.checksum_ok  # the runner's CRC and size match exactly what the server received
 
 
-async def test_416_rewinds_to_the_servers_range(gitlab: FakeGitLab, gitlab_cluster: Cluster,
-                                                tmp_path: Path) -> None:
+async def test_416_rewinds_to_the_servers_range(
+    gitlab: FakeGitLab, gitlab_cluster: Cluster, tmp_path: Path
+) -> None:
     gitlab.trace_interval = 0.3
     job = gitlab.enqueue(script_job(TICKS))
     runner = await started_runner(gitlab, gitlab_cluster, tmp_path)
@@ -40,8 +41,9 @@ async def test_416_rewinds_to_the_servers_range(gitlab: FakeGitLab, gitlab_clust
     assert_whole(job)
 
 
-async def test_5xx_and_429_with_retry_after_are_retried(gitlab: FakeGitLab, gitlab_cluster: Cluster,
-                                                       tmp_path: Path) -> None:
+async def test_5xx_and_429_with_retry_after_are_retried(
+    gitlab: FakeGitLab, gitlab_cluster: Cluster, tmp_path: Path
+) -> None:
     gitlab.trace_interval = 0.3
     job = gitlab.enqueue(script_job(TICKS))
     gitlab.inject(Fault("PATCH", "/trace", 503, times=2))
@@ -59,15 +61,15 @@ async def test_5xx_and_429_with_retry_after_are_retried(gitlab: FakeGitLab, gitl
     assert patches[after_429 + 1][0] - patches[after_429][0] >= 1.0
 
 
-async def test_connection_reset_during_patch(gitlab: FakeGitLab, gitlab_cluster: Cluster,
-                                             tmp_path: Path) -> None:
+async def test_connection_reset_during_patch(
+    gitlab: FakeGitLab, gitlab_cluster: Cluster, tmp_path: Path
+) -> None:
     gitlab.trace_interval = 0.3
     job = gitlab.enqueue(script_job(TICKS))
-    port = int(gitlab.base_url.rsplit(":", 1)[1])
-    async with FaultProxy(target_host="127.0.0.1", target_port=port) as proxy:
+    host, port = gitlab.base_url.removeprefix("http://").rsplit(":", 1)  # TEST_HOST_ADDRESS on the real tier
+    async with FaultProxy(target_host=host, target_port=int(port)) as proxy:
         registered = gitlab.add_runner()
-        config = write_config(tmp_path / "config.toml", url=f"http://{proxy.address}",
-                              token=registered.token)
+        config = write_config(tmp_path / "config.toml", url=f"http://{proxy.address}", token=registered.token)
         hold = asyncio.Event()
         fault = gitlab.inject(Fault("PATCH", "/trace", hold=hold, times=1))
         runner = RunnerProcess(gitlab_cluster, config)

@@ -14,8 +14,22 @@ from .runner_process import finished, script_job, started_runner, until
 
 def pods_of(cluster: Cluster, job_id: int) -> list[str]:
     found = subprocess.run(
-        [str(BIN.parent / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), "get", "pods", "-o", "name",
-         "-l", f"kuberunner.io/job={job_id}"], capture_output=True, text=True, timeout=30, check=True)
+        [
+            str(BIN.parent / "kubectl"),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "get",
+            "pods",
+            "-o",
+            "name",
+            "-l",
+            f"kuberunner.io/job={job_id}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     return found.stdout.split()
 
 
@@ -32,8 +46,14 @@ async def test_success_exit_3_timeout_and_deleted_pod(
         pods = pods_of(gitlab_cluster, doomed.id)
         assert len(pods) == 1
         deleted = await asyncio.create_subprocess_exec(
-            str(BIN.parent / "kubectl"), "--kubeconfig", str(gitlab_cluster.kubeconfig), "delete", pods[0],
-            "--wait=false", stdout=asyncio.subprocess.DEVNULL)
+            str(BIN.parent / "kubectl"),
+            "--kubeconfig",
+            str(gitlab_cluster.kubeconfig),
+            "delete",
+            pods[0],
+            "--wait=false",
+            stdout=asyncio.subprocess.DEVNULL,
+        )
         assert await deleted.wait() == 0
         for job in (ok, exit3, slow, doomed):
             await finished(job, runner)

@@ -42,15 +42,16 @@ async def test_job_clones_the_right_sha_and_the_trace_is_what_exec_prints(
     assert b"\nversion 2\n" in job.text
     assert b"\n" + shas[1].encode() + b"\n" in job.text
     assert job.checksum_ok
-    # exec runs the same script on a directory holding the same files; it unpacks an archive where
-    # the GitLab job clones, and its get_sources section says so.
+    # exec runs the same script on a directory holding the same files, and its --trace-file is the
+    # same GitLab-format trace; it unpacks an archive where the GitLab job clones, and its
+    # get_sources section says so.
     work = tmp_path / "exec"
     work.mkdir()
     exec_script = ["cat version.txt", f"echo {shas[1]}", 'printf "no newline"']
     (work / "version.txt").write_text("version 2\n")
     done = run_exec(gitlab_cluster, work, pipeline(script=exec_script), "--color")
     expected = (
-        comparable(done.stdout)
+        comparable(done.trace)
         .replace(f"echo {shas[1]}".encode(), b"git rev-parse HEAD")
         .replace(b"Preparing the project directory", GIT_SOURCES.encode())
     )
@@ -63,8 +64,12 @@ async def test_job_clones_the_right_sha_and_the_trace_is_what_exec_prints(
     assert job.patches and all(status == 202 for _, status in job.patches)
 
 
-LEGACY = {"key": "FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY", "value": "true", "public": True,
-          "masked": False}
+LEGACY = {
+    "key": "FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY",
+    "value": "true",
+    "public": True,
+    "masked": False,
+}
 VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "attach-file": ({}, ""),
     "attach-kubelet": ({}, '    log_transport = "kubelet"\n'),
@@ -77,8 +82,17 @@ async def job_pod(cluster: Cluster, job_id: int, *, within: float = 30) -> dict[
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         kubectl = await asyncio.create_subprocess_exec(
-            str(BIN.parent / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), "get", "pods", "-o", "json",
-            "-l", f"kuberunner.io/job={job_id}", stdout=asyncio.subprocess.PIPE)
+            str(BIN.parent / "kubectl"),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "get",
+            "pods",
+            "-o",
+            "json",
+            "-l",
+            f"kuberunner.io/job={job_id}",
+            stdout=asyncio.subprocess.PIPE,
+        )
         out, _ = await kubectl.communicate()
         assert kubectl.returncode == 0
         items: list[dict[str, Any]] = json.loads(out)["items"]
@@ -90,13 +104,17 @@ async def job_pod(cluster: Cluster, job_id: int, *, within: float = 30) -> dict[
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 async def test_get_sources_runs_in_the_helper_container(
-    variant: str, gitlab: FakeGitLab, gitlab_cluster: Cluster, repository: tuple[Path, list[str]],
+    variant: str,
+    gitlab: FakeGitLab,
+    gitlab_cluster: Cluster,
+    repository: tuple[Path, list[str]],
     tmp_path: Path,
 ) -> None:
     extra, kubernetes = VARIANTS[variant]
     sha = repository[1][0]
-    good = gitlab.enqueue(script_job("git log -1 --format=%H", "cat version.txt", "sleep 2",
-                                     git_info={"sha": sha}, **extra))
+    good = gitlab.enqueue(
+        script_job("git log -1 --format=%H", "cat version.txt", "sleep 2", git_info={"sha": sha}, **extra)
+    )
     missing = "1234567890abcdef1234567890abcdef12345678"
     bad = gitlab.enqueue(script_job("echo never", git_info={"sha": missing}, **extra))
     runner = await started_runner(gitlab, gitlab_cluster, tmp_path, kubernetes=kubernetes)
@@ -110,7 +128,8 @@ async def test_get_sources_runs_in_the_helper_container(
     containers = pod["spec"]["containers"]
     assert [c["name"] for c in containers] == ["build", "helper"]
     build, helper = containers
-    assert (helper["stdin"], helper["stdinOnce"], helper["tty"]) == (True, False, False)
+    # A real API server omits false booleans (omitempty): read them with their default.
+    assert (helper["stdin"], helper.get("stdinOnce", False), helper.get("tty", False)) == (True, False, False)
     assert helper["command"] == build["command"] and helper["image"] == build["image"]
     assert [m["name"] for m in helper["volumeMounts"]] == ["scripts", "logs", "builds"]
     assert helper["volumeMounts"] == build["volumeMounts"]
@@ -129,6 +148,7 @@ async def test_get_sources_runs_in_the_helper_container(
     # What the helper prints reaches the trace, inside the get_sources section, whatever the transport.
     assert (bad.state, bad.failure_reason, bad.exit_code) == ("failed", "script_failure", 128), bad.text
     sources = unstamped(bad.text).split(section_start("get_sources", GIT_SOURCES), 1)[1]
-    assert sources.startswith(b"fatal: reference is not a tree: " + missing.encode() + b"\n"
-                              + section_end("get_sources")), sources
+    assert sources.startswith(
+        b"fatal: reference is not a tree: " + missing.encode() + b"\n" + section_end("get_sources")
+    ), sources
     assert b"never" not in bad.text

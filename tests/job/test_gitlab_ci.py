@@ -72,6 +72,25 @@ def test_reference_tags_are_resolved_and_flattened() -> None:
     assert job.variables == (("A", "1"),)
 
 
+def test_a_reference_can_pick_one_item_of_a_list_by_index() -> None:
+    job = only_job(
+        """
+        .setup:
+          script: [echo first, echo second, echo third]
+        build:
+          script:
+            - !reference [.setup, script, 1]
+            - !reference [.setup, script, -1]
+        """
+    )
+    assert job.script == ("echo second", "echo third")
+
+
+def test_a_reference_index_past_the_list_is_not_found() -> None:
+    with pytest.raises(JobFileError, match=r"!reference \[\.s, script, 5\] could not be found"):
+        parse(".s:\n  script: [a]\nbuild:\n  script: [!reference [.s, script, 5]]\n")
+
+
 # --- image ---------------------------------------------------------------------------------------
 
 
@@ -349,11 +368,22 @@ def test_a_keyword_inherited_through_extends_warns_on_the_job() -> None:
     assert job.warnings == ("job 'build': keyword 'tags' is not supported yet and is ignored",)
 
 
-def test_unknown_keyword_warns_with_a_suggestion() -> None:
-    job = only_job("build:\n  script: x\n  befor_script: y\n")
-    assert job.warnings == (
-        "job 'build': unknown keyword 'befor_script' is ignored (did you mean 'before_script'?)",
-    )
+def test_an_unknown_job_keyword_is_an_error_in_gitlabs_words() -> None:
+    with pytest.raises(JobFileError) as caught:
+        parse("build:\n  script: x\n  befor_script: y\n  foo: 1\n")
+    assert str(caught.value) == ".gitlab-ci.yml:3: jobs:build config contains unknown keys: befor_script, foo"
+
+
+def test_an_unknown_default_keyword_is_an_error() -> None:
+    with pytest.raises(JobFileError) as caught:
+        parse("default:\n  imgae: x\nbuild:\n  script: x\n")
+    assert str(caught.value) == ".gitlab-ci.yml:2: default config contains unknown keys: imgae"
+
+
+@pytest.mark.parametrize("keyword", sorted(keywords.PIPELINE_ACTED_ON))
+def test_pipeline_keywords_are_known_and_leave_the_job_without_warnings(keyword: str) -> None:
+    job = only_job(f"build:\n  script: x\n  {keyword}: something\n")
+    assert job.warnings == ()
 
 
 @pytest.mark.parametrize("keyword", ["trigger", "run"])
@@ -634,15 +664,13 @@ def test_a_typical_gitlab_file_runs_with_warnings_only() -> None:
         ("build", "python:3.12", ("pip install -e .",), (("GIT_DEPTH", "10"),)),
         ("test", "python:3.12", ("pip install -e .",), (("GIT_DEPTH", "10"),)),
     ]
-    assert pipeline.warnings == (
-        "keyword 'stages' is not supported yet and is ignored",
-        "keyword 'workflow' is not supported yet and is ignored",
-    )
-    assert sorted(pipeline.jobs[0].warnings) == [
-        "job 'build': keyword 'artifacts' is not supported yet and is ignored",
-        "job 'build': keyword 'cache' is not supported yet and is ignored",
-        "job 'build': keyword 'stage' is not supported yet and is ignored",
-    ]
+    # stages, workflow, needs and rules belong to the pipeline (kuberunner.pipeline): no warning here.
+    assert pipeline.warnings == ()
+    # artifacts and cache are read for exec (issue 13): no warning either.
+    assert pipeline.jobs[0].warnings == ()
+    transfers = pipeline.jobs[0].transfers
+    assert transfers is not None and transfers.artifacts is not None
+    assert (transfers.artifacts.paths, [c.key for c in transfers.caches]) == (("dist/",), ["pip"])
 
 
 def test_a_message_with_a_newline_still_renders_as_one_line() -> None:

@@ -150,3 +150,39 @@ def test_a_start_line_written_twice_starts_the_stage_once(pid1: Pid1) -> None:
     out, code = pid1.run_stage("step_script", token="same")
     assert (out.count(b"once\n"), code) == (1, 0)
     assert Path(pid1.paths.log_file).read_bytes().count(b"once\n") == 1
+
+
+def wait_for_status(pid1: Pid1, expected: str, *, within: float = 10) -> None:
+    status = Path(pid1.paths.log_status_file)
+    deadline = time.monotonic() + within
+    while status.read_text() != expected:
+        assert time.monotonic() < deadline, status.read_text()
+        time.sleep(0.02)
+
+
+def test_a_marker_that_cannot_be_written_marks_the_log_status(pid1: Pid1) -> None:
+    Path(pid1.paths.log_status_file).write_text(commands.LOG_STATUS_UNSET)
+    write_stage(pid1, "step_script", ["echo lost"])
+    # Every write to /dev/full fails with ENOSPC, as on a full logs volume.
+    Path(pid1.paths.log_file).symlink_to("/dev/full")
+    pid1.send(commands.start_stage(paths=pid1.paths, stage="step_script", nonce=NONCE, token="full"))
+    wait_for_status(pid1, commands.LOG_WRITE_FAILED)
+    assert pid1.proc.poll() is None
+
+
+def test_a_stage_whose_guard_cannot_be_made_marks_the_log_status(pid1: Pid1) -> None:
+    Path(pid1.paths.log_status_file).write_text(commands.LOG_STATUS_UNSET)
+    write_stage(pid1, "step_script", ["echo never"])
+    # A file where the guard directory goes: mkdir fails, as it does on a full volume.
+    Path(pid1.paths.logs_dir, ".started-step_script-g").write_text("")
+    pid1.send(commands.start_stage(paths=pid1.paths, stage="step_script", nonce=NONCE, token="g"))
+    wait_for_status(pid1, commands.LOG_WRITE_FAILED)
+    assert not Path(pid1.paths.log_file).exists()
+
+
+def test_a_stage_that_ran_leaves_the_log_status_alone(pid1: Pid1) -> None:
+    Path(pid1.paths.log_status_file).write_text(commands.LOG_STATUS_UNSET)
+    write_stage(pid1, "step_script", ["echo fine"])
+    out, code = pid1.run_stage("step_script")
+    assert (out.endswith(b"\nfine\n"), code) == (True, 0)
+    assert Path(pid1.paths.log_status_file).read_text() == commands.LOG_STATUS_UNSET

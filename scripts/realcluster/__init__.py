@@ -1,0 +1,1 @@
+"""The parts of scripts/real-cluster: layout, build, images, PKI, the node's processes, the commands."""
