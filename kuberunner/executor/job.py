@@ -27,7 +27,7 @@ from kuberunner.executor.results import JobResult, Observation, Success, decide
 from kuberunner.executor.services import ServiceContainer, render_wait, report_failed
 from kuberunner.executor.settings import ExecutorSettings
 from kuberunner.executor.stages import HELPER_CONTAINER, USER_STAGES, WAIT_FOR_SERVICES, StagePlan
-from kuberunner.executor.strategy import Exited, JobContext, JobState, Lost, Stopped, Strategy
+from kuberunner.executor.strategy import Exited, JobContext, JobState, Lost, StageEnd, Stopped, Strategy
 from kuberunner.executor.transfer_stages import (
     after_script_stage,
     after_script_stage_for,
@@ -244,21 +244,33 @@ async def _run_user_stages(
             case Exited(exit_code=code) if stage == WAIT_FOR_SERVICES:
                 if 0 < code <= len(request.services):
                     await report_failed(job, request.services, code - 1)
-            case Exited(exit_code=code):
-                codes.append(code)
-                job.state.outcome = Observation(tuple(codes))
-                job.report("stage_ended")
-                if code != 0:
-                    break
-            case Lost(reason=reason):
-                return Observation(tuple(codes), system_error=await podhealth.reason_or(job.broken, reason))
-            case Stopped(canceled=True):
-                job.trace.runner_line("Job canceled: the running stage was stopped", level="error")
-                return Observation(tuple(codes), canceled=True)
-            case Stopped(canceled=False):
-                job.trace.runner_line("Job timed out: the running stage was stopped", level="error")
-                return Observation(tuple(codes), timed_out_after=request.timeout)
+            case _:
+                ended = await user_stage_ended(job, end, codes, job_timeout=request.timeout)
+                if ended is not None:
+                    return ended
     return Observation(tuple(codes))
+
+
+async def user_stage_ended(
+    job: JobContext, end: StageEnd, codes: list[int | None], *, job_timeout: float
+) -> Observation | None:
+    """What a user stage's end means for the job, for a fresh run and an adopted one alike: None to
+    go on to the next stage, else the observation the job ends with. `codes` gets the stage's code."""
+    match end:
+        case Exited(exit_code=code):
+            codes.append(code)
+            job.state.outcome = Observation(tuple(codes))
+            job.report("stage_ended")
+            return None if code == 0 else Observation(tuple(codes))
+        case Lost(reason=reason):
+            return Observation(tuple(codes), system_error=await podhealth.reason_or(job.broken, reason))
+        case Stopped(canceled=True):
+            job.trace.runner_line("Job canceled: the running stage was stopped", level="error")
+            return Observation(tuple(codes), canceled=True)
+        case Stopped(canceled=False):
+            job.trace.runner_line("Job timed out: the running stage was stopped", level="error")
+            return Observation(tuple(codes), timed_out_after=job_timeout)
+    raise AssertionError(f"unknown stage end {end!r}")
 
 
 @contextlib.contextmanager

@@ -188,21 +188,9 @@ async def _user_stages(
             end = await strategy.run_stage(job, stage, deadline=deadline)
         finally:
             job.trace.section_end(stage)
-        match end:
-            case Exited(exit_code=code):
-                codes.append(code)
-                job.state.outcome = Observation(tuple(codes))
-                job.report("stage_ended")
-                if code != 0:
-                    break
-            case Lost(reason=reason):
-                return Observation(tuple(codes), system_error=reason)
-            case Stopped(canceled=True):
-                job.trace.runner_line("Job canceled: the running stage was stopped", level="error")
-                return Observation(tuple(codes), canceled=True)
-            case Stopped(canceled=False):
-                job.trace.runner_line("Job timed out: the running stage was stopped", level="error")
-                return Observation(tuple(codes), timed_out_after=resume.timeout)
+        ended = await flow.user_stage_ended(job, end, codes, job_timeout=resume.timeout)
+        if ended is not None:
+            return ended
     return Observation(tuple(codes))
 
 
