@@ -8,7 +8,8 @@ on the runner side, when each line arrives. Faults, one at a time, while the job
 - a 5 s black hole, then held bytes delivered (`deliver`) or every connection reset (`reset`).
   Measured from the end of the hole;
 - `silence_all()`: every open connection goes silent for good (bytes dropped both ways, nothing
-  closed: a half-open connection). Measured from the silence: this row is "silent connection →
+  closed, both kernels still ACK: a middlebox whose far side died, which TCP keepalive cannot see).
+  Measured from the silence: this row is "silent connection →
   output flows again", noticed by the runner's own liveness checks (heartbeat, idle bound, GETs).
 
 "flowing" is the first job line to arrive after that moment; "caught up" is the arrival of the

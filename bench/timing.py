@@ -42,6 +42,9 @@ class StageTimes:
         return sum(c for (name, _, _), c in zip(self.stages, self.cpu, strict=True) if name == stage)
 
     def other_cpu_of(self, stage: str) -> float:
+        """0.0 when no other process is read (a cluster that is not ours: `--kubeconfig`)."""
+        if self.other_pid is None:
+            return 0.0
         return sum(c for (name, _, _), c in zip(self.stages, self.other_cpu, strict=True) if name == stage)
 
 

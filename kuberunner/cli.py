@@ -7,8 +7,8 @@ Exit statuses of `exec`: 0 success, 1 script failure, 2 bad input, 3 system fail
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -18,6 +18,7 @@ from typing import Any, Literal
 import click
 
 from kuberunner import __version__
+from kuberunner.config import LOG_FORMATS, LOG_LEVELS
 from kuberunner.errors import BadInput
 from kuberunner.job.durations import MAX_JOB_TIMEOUT
 from kuberunner.job.variables import MASKED_VARS_ENV, variable_problem
@@ -42,12 +43,39 @@ def _key_value(
     return tuple(pairs)
 
 
+def _inputs(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", ctx=ctx, param=param)
+        pairs.append((name, value))
+    return tuple(pairs)
+
+
 @click.group()
 @click.version_option(__version__, prog_name="kuberunner")
 @click.option("-v", "--verbose", is_flag=True, help="Log the runner's own diagnostics to stderr.")
-def main(verbose: bool) -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    help="GitLab Runner's levels; wins over config.toml's log_level (default: warn, info with -v).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    help="text (the default) or json, one event a line; wins over config.toml's log_format.",
+)
+@click.pass_context
+def main(ctx: click.Context, verbose: bool, log_level: str | None, log_format: str | None) -> None:
     """Run GitLab CI jobs in Kubernetes pods, through attach."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="kuberunner: %(message)s")
+    from kuberunner.runner import logs
+
+    logs.configure(level=log_level or ("info" if verbose else "warn"), fmt=log_format or "text")
+    # `run` applies config.toml's log_level/log_format only where these flags left them open.
+    ctx.obj = {"log_level": log_level, "log_format": log_format}
 
 
 @main.command("exec")
@@ -90,6 +118,14 @@ def main(verbose: bool) -> None:
     metavar="PATH",
     help="Masked job variables from a file of KEY=VALUE lines (repeatable).",
 )
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    callback=_inputs,
+    metavar="NAME=VALUE",
+    help="A value for the pipeline file's own `spec:inputs` (repeatable).",
+)
 @click.option("--trace-file", type=click.Path(path_type=Path), help="Also write the trace here.")
 @click.option(
     "--timeout",
@@ -123,6 +159,7 @@ def exec_command(
     variables: tuple[tuple[str, str], ...],
     masked: tuple[tuple[str, str], ...],
     masked_files: tuple[Path, ...],
+    inputs: tuple[tuple[str, str], ...],
     trace_file: Path | None,
     timeout: float | None,
     color: bool | None,
@@ -149,6 +186,7 @@ def exec_command(
         variables=variables,
         masked=masked,
         masked_files=masked_files,
+        inputs=inputs,
         environ=dict(os.environ),
         trace_file=trace_file,
         timeout=timeout,
@@ -303,13 +341,27 @@ def list_command(config: Path) -> None:
     help="Where running jobs keep the records a restarted runner takes them over from "
     "(default: kuberunner-jobs next to config.toml).",
 )
-def run_command(config: Path, kubeconfig: Path | None, context: str | None, jobs_dir: Path | None) -> None:
+@click.pass_obj
+def run_command(
+    flags: dict[str, str | None] | None,
+    config: Path,
+    kubeconfig: Path | None,
+    context: str | None,
+    jobs_dir: Path | None,
+) -> None:
     """Take jobs from GitLab for every [[runners]] entry and run them, until SIGTERM/SIGQUIT."""
     from kuberunner.local import NoClusterConfigured
     from kuberunner.runner.loop import RunOptions, run_runners
 
     try:
-        options = RunOptions(config=config, kubeconfig=kubeconfig, context=context, jobs_dir=jobs_dir)
+        options = RunOptions(
+            config=config,
+            kubeconfig=kubeconfig,
+            context=context,
+            jobs_dir=jobs_dir,
+            log_level_flag=(flags or {}).get("log_level"),
+            log_format_flag=(flags or {}).get("log_format"),
+        )
         status = _run(lambda: run_runners(options))
     except NoClusterConfigured as exc:
         click.echo(f"kuberunner: error: {exc}", err=True)

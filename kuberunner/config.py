@@ -1,9 +1,11 @@
 """Read GitLab Runner's config.toml, so a GitLab Runner user's file works here unchanged.
 
 Only the keys kuberunner acts on are read into typed settings; every other key of GitLab Runner's
-format is accepted and ignored, as the same file may serve a real GitLab Runner. A value of the wrong
-type is a ConfigFileError naming the key (tomllib keeps no line numbers for values); a TOML syntax
-error names the line. Connecting, polling and log reading are left to the executor and `kube/`.
+format is accepted and ignored, as the same file may serve a real GitLab Runner; in
+`[runners.kubernetes]` a key GitLab Runner does not know either is a typo (`podconfig.keys`).
+A value of the wrong type is a ConfigFileError naming the key (tomllib keeps no line numbers for
+values); a TOML syntax error names the line. Connecting, polling and log reading are left to the
+executor and `kube/`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from kuberunner.errors import ConfigFileError
+from kuberunner.podconfig import PodOptions, PodOptionsReader
 
 LogTransport = Literal["file", "kubelet"]
 
@@ -57,6 +60,8 @@ class KubernetesSettings:
     a system failure (kuberunner's own key): long enough to ride out an API server restart."""
     wait_for_services_timeout: int = 30
     """Seconds to wait for the services' ports to accept connections, GitLab Runner's default."""
+    pod: PodOptions = field(default_factory=PodOptions)
+    """The keys that shape the job's pod: resources, scheduling, security, volumes, patches (`podconfig`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +123,19 @@ class RunnerEntry:
 class RunnerConfig:
     concurrent: int = 1
     runners: tuple[RunnerEntry, ...] = ()
+    listen_address: str | None = None
+    """`[host]:port` where `run` serves /metrics and /health; None: no server (GitLab Runner's)."""
+    log_level: str | None = None
+    """One of LOG_LEVELS; None: `--log-level`, else warn (info with -v). The flag wins, as in
+    GitLab Runner."""
+    log_format: str | None = None
+    """One of LOG_FORMATS; None: `--log-format`, else text. The flag wins, as in GitLab Runner."""
+
+
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "fatal", "panic")
+"""GitLab Runner's (logrus's) names; `warning` is its other spelling of `warn`."""
+LOG_FORMATS = ("text", "json", "runner")
+"""`runner` is GitLab Runner's default format; here it is `text`."""
 
 
 _DEFAULTS = KubernetesSettings()
@@ -203,7 +221,18 @@ class _Reader:
             if not isinstance(runner, dict):
                 raise self.fail(f"runners[{index}]", "expected a table ([[runners]])")
             entries.append(self.runner(runner, f"runners[{index}]."))
-        return RunnerConfig(concurrent=concurrent, runners=tuple(entries))
+        return RunnerConfig(concurrent=concurrent, runners=tuple(entries), **self.global_logging(document))
+
+    def global_logging(self, document: dict[str, Any]) -> dict[str, str | None]:
+        level = self.typed(document, "log_level", "", str, "") or None
+        if level is not None and level.lower() not in LOG_LEVELS:
+            names = "debug, info, warn, error, fatal, panic"
+            raise self.fail("log_level", f"expected one of {names}, not {level!r}")
+        log_format = self.typed(document, "log_format", "", str, "") or None
+        if log_format is not None and log_format not in LOG_FORMATS:
+            raise self.fail("log_format", f"expected 'text' or 'json', not {log_format!r}")
+        listen = self.typed(document, "listen_address", "", str, "").strip() or None
+        return {"listen_address": listen, "log_level": level, "log_format": log_format}
 
     def runner(self, table: dict[str, Any], where: str) -> RunnerEntry:
         environment = self.typed(table, "environment", where, list, [])
@@ -284,6 +313,9 @@ class _Reader:
         values["log_transport"] = transport
         if bool(values["cert_file"]) != bool(values["key_file"]):
             raise self.fail(f"{where}cert_file", "cert_file and key_file must be given together")
+        values["pod"] = PodOptionsReader(self.fail, where, self._path.parent).read(
+            table, also_known=(*values, "namespace")
+        )
         return KubernetesSettings(**values)
 
 

@@ -59,6 +59,8 @@ class ExecOptions:
     """From `--masked-var`, whose values `ps` shows: the file and environment forms below do not."""
     masked_files: tuple[Path, ...] = ()
     """`--masked-var-file`: KEY=VALUE lines."""
+    inputs: tuple[tuple[str, str], ...] = ()
+    """`--input NAME=VALUE`: values for the pipeline file's own `spec:inputs`."""
     environ: Mapping[str, str] = field(default_factory=dict)
     """The runner's environment, for MASKED_VARS_ENV."""
     trace_file: Path | None = None
@@ -246,6 +248,7 @@ def executor_settings(runner: RunnerEntry | None, namespace: str) -> ExecutorSet
         memory_limit=k8s.memory_limit,
         helper_image=k8s.helper_image or helper_image,
         api_budget=float(k8s.api_unreachable_timeout),
+        pod=k8s.pod,
     )
 
 
@@ -304,6 +307,7 @@ async def _run_jobs(options: ExecOptions, interrupts: Interrupts) -> int:
             names=options.jobs,
             manual=options.manual,
             changed=repository.changed,
+            inputs=dict(options.inputs),
         )
     )
     for warning in plan.warnings:
@@ -406,7 +410,7 @@ async def _run_plan(session: _Session, plan: Plan) -> int:
         elif options.trace_file is not None:
             sinks.append(FileSink(options.trace_file))
         return await _run_one(
-            session, job.spec, sinks, artifacts_from=_artifacts_from(plan, job), stage=job.stage
+            session, job.spec, sinks, artifacts_from=plan.artifact_sources(job), stage=job.stage
         )
 
     try:
@@ -438,13 +442,6 @@ def _trace(session: _Session, sinks: Sequence[Sink]) -> Trace:
     for sink in sinks:
         trace.add_sink(sink)
     return trace
-
-
-def _artifacts_from(plan: Plan, job: PlannedJob) -> tuple[str, ...]:
-    """GitLab's default: the artifacts of every earlier stage's jobs, or of the `needs` that want them."""
-    if job.needs is not None:
-        return tuple(need.name for need in job.needs if need.artifacts)
-    return tuple(other.name for other in plan.jobs if other.stage_index < job.stage_index)
 
 
 def _dotenv_of(session: _Session, names: Sequence[str]) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ import pytest
 
 from kuberunner.config import KubernetesSettings, RunnerConfig, RunnerEntry, load_runner_config
 from kuberunner.errors import BadInput, ConfigFileError
+from kuberunner.podconfig import ContainerResources, PodOptions
 
 FULL = """
 concurrent = 4
@@ -74,6 +75,16 @@ def test_full_file(tmp_path: Path) -> None:
                     log_transport="kubelet",
                     output_limit=1024,
                     memory_limit="1Gi",
+                    pod=PodOptions(
+                        resources={
+                            "build": ContainerResources(limits={"memory": "1Gi"}),
+                            "helper": ContainerResources(),
+                            "service": ContainerResources(),
+                            "pod": ContainerResources(),
+                        },
+                        privileged=False,
+                        container_security_context={"build": {}, "helper": {}, "service": {}},
+                    ),
                 ),
                 feature_flags={"FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY": True},
                 tls_ca_file="/etc/gitlab-runner/certs/ca.crt",

@@ -32,7 +32,15 @@ class StatusError(Exception):
         return failure_body(self.code, self.reason, self.message, self.details)
 
     def response(self) -> web.Response:
-        return web.Response(status=self.code, text=json.dumps(self.body()), content_type="application/json")
+        response = web.Response(
+            status=self.code, text=json.dumps(self.body()), content_type="application/json"
+        )
+        # As the real server does for any Status that asks for a retry: client-go honours the header
+        # (retrying up to 10 times), not the body's field.
+        retry_after = (self.details or {}).get("retryAfterSeconds")
+        if isinstance(retry_after, int) and retry_after > 0:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
 
 
 def failure_body(

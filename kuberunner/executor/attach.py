@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from typing import Any
 
 from kuberunner.executor import podhealth, retrying
 from kuberunner.executor.backoff import Backoff
@@ -26,7 +27,7 @@ from kuberunner.executor.stages import BUILD_CONTAINER
 from kuberunner.executor.strategy import Exited, JobContext, Lost, StageEnd, Stopped
 from kuberunner.executor.waiting import first_of
 from kuberunner.kube import streams
-from kuberunner.kube.errors import Forbidden, KubeError
+from kuberunner.kube.errors import KubeError
 from kuberunner.shell import commands
 from kuberunner.shell.markers import JobOutput, MarkerScanner, StageExited
 
@@ -44,14 +45,18 @@ class AttachStrategy:
         self._parked: dict[str, bytes] = {}
         """Log bytes that followed a stage's marker, kept until the next stage is expected: a runner
         taking a job over reads later stages' output and markers already in the log."""
+        self._started: set[str] = set()
+        """Tokens of the stages this strategy started: a start it made is never taken over again."""
 
     async def open(self, job: JobContext) -> None:
-        if job.settings.log_transport == "file":
-            await _check_exec_allowed(job)
-        for stream in _streams(job):
+        readers = {stream: _reader(job, stream) for stream in _streams(job)}
+        for stream, reader in readers.items():
             self._scanners[stream] = MarkerScanner()
             name = f"{job.state.pod}: output of {stream}"
-            self._pumps.append(asyncio.create_task(self._pump_output(job, stream), name=name))
+            self._pumps.append(asyncio.create_task(self._pump_output(job, stream, reader), name=name))
+        for reader, pump in zip(readers.values(), self._pumps, strict=True):
+            if isinstance(reader, FileLogReader):
+                await _until_connected(job, reader, pump)
 
     async def close(self) -> None:
         for pump in self._pumps:
@@ -62,12 +67,15 @@ class AttachStrategy:
 
     async def run_stage(self, job: JobContext, stage: str, *, deadline: float) -> StageEnd:
         loop = asyncio.get_running_loop()
-        if job.state.stage == stage and job.state.nonce and job.state.token:
+        state = job.state
+        nonce, token = secrets.token_hex(16), secrets.token_hex(8)
+        if state.stage == stage and state.nonce and state.token and state.token not in self._started:
             # Taken over after a restart: the start line is idempotent, so writing it again with the
-            # same nonce and token starts the stage only if it never started.
-            nonce, token = job.state.nonce, job.state.token
-        else:
-            nonce, token = secrets.token_hex(16), secrets.token_hex(8)
+            # same nonce and token starts the stage only if it never started. Only a start made by
+            # another runner qualifies: this strategy's own earlier run of the same stage has ended,
+            # and its guard would turn a new start line into a no-op waiting for a spent marker.
+            nonce, token = state.nonce, state.token
+        self._started.add(token)
         exited: asyncio.Future[int] = loop.create_future()
         self._exits[stage] = exited
         job.state.stage, job.state.nonce, job.state.token = stage, nonce, token
@@ -85,7 +93,9 @@ class AttachStrategy:
         line = commands.start_stage(
             paths=paths, stage=stage, nonce=nonce, token=token, to_log_file=to_log_file
         )
+        asked = loop.time()
         await _write_stdin(job, container, line)
+        job.settings.observer.stage_started(stage, loop.time() - asked)
         done = await first_of([exited, job.broken, job.cancel.wait()], within=deadline - loop.time())
         if exited in done:
             return Exited(exited.result())
@@ -95,8 +105,9 @@ class AttachStrategy:
         await first_of([exited, job.broken], within=job.settings.kill_grace)
         return Stopped(canceled=job.cancel.is_set())
 
-    async def _pump_output(self, job: JobContext, stream: str) -> None:
-        reader = _reader(job, stream)
+    async def _pump_output(
+        self, job: JobContext, stream: str, reader: FileLogReader | KubeletLogReader
+    ) -> None:
         scanner = self._scanners[stream]
         try:
             async for chunk in reader.chunks():
@@ -151,6 +162,7 @@ def _reader(job: JobContext, container: str) -> FileLogReader | KubeletLogReader
             pod=job.state.pod,
             container=container,
             backoff=backoff,
+            on_reconnect=lambda: job.settings.observer.stream_reconnected("pods/log"),
         )
         if container in job.state.records:
             # Taken over after a restart: go on after the last record the trace holds.
@@ -164,32 +176,28 @@ def _reader(job: JobContext, container: str) -> FileLogReader | KubeletLogReader
         container=container,
         path=job.settings.paths.log_file,
         status_path=job.settings.paths.log_status_file,
+        wake_fifo=job.settings.paths.log_wake_fifo,
         offset=job.state.offset,
         backoff=backoff,
+        on_reconnect=lambda: job.settings.observer.stream_reconnected("log"),
     )
 
 
-async def _check_exec_allowed(job: JobContext) -> None:
-    """The file transport reads through pods/exec: find out now, not in the middle of a stage."""
+async def _until_connected(job: JobContext, reader: FileLogReader, pump: asyncio.Task[None]) -> None:
+    """The file transport reads through pods/exec: know that it may before any stage starts.
 
-    async def probe() -> None:
-        session = await streams.open_exec(
-            job.client,
-            namespace=job.state.namespace,
-            pod=job.state.pod,
-            container=BUILD_CONTAINER,
-            command=["true"],
-        )
-        async with session:
-            await session.wait()
-
+    The reader's own first exec is that check (a separate probe cost a round trip through the
+    kubelet on every job); a reader that gave up (exec forbidden, no shell, API gone past the
+    budget) has said why in `job.broken`.
+    """
+    connected = asyncio.ensure_future(reader.connected.wait())
+    either: set[asyncio.Future[Any]] = {connected, pump, job.broken}
     try:
-        await retrying.retry(probe, budget=job.settings.api_budget, what="checking that pods/exec is allowed")
-    except Forbidden as exc:
-        raise TransportError(
-            f"the file log transport reads the job log through pods/exec, which the cluster forbids "
-            f'({exc.message}); set log_transport = "kubelet" in [runners.kubernetes]'
-        ) from exc
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        connected.cancel()
+    if not reader.connected.is_set():
+        raise TransportError(job.broken.result() if job.broken.done() else "the log reader ended at once")
 
 
 async def _write_stdin(job: JobContext, container: str, data: bytes) -> None:
@@ -215,6 +223,7 @@ async def _write_stdin(job: JobContext, container: str, data: bytes) -> None:
             if not retrying.is_transient(exc):
                 raise
             log.info("writing to the stdin of %s failed (%s); trying again", job.state.pod, exc)
+            job.settings.observer.stream_reconnected("stdin")
             delay = backoff.failed(loop.time())
             if delay is None:
                 raise

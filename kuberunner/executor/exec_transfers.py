@@ -66,6 +66,15 @@ def exec_transfers(
 
     uploads: list[Upload] = []
     artifacts = spec.artifacts
+    for what, untracked in (
+        ("artifacts", artifacts is not None and artifacts.untracked),
+        ("cache", any(c.untracked for c in spec.caches)),
+    ):
+        if untracked:
+            # The project reaches the pod as an archive, without .git: git cannot say what it tracks.
+            warnings.append(
+                f"{what}:untracked collects nothing under exec (the pod's project is not a git clone)"
+            )
     if artifacts is not None:
         when = _when(artifacts.when)
         kept = paths(artifacts.paths, "artifacts")

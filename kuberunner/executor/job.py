@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from kuberunner import __version__
-from kuberunner.executor import poddeletion, podhealth, retrying
+from kuberunner.executor import overwrites, poddeletion, podhealth, retrying
 from kuberunner.executor.attach import AttachStrategy
 from kuberunner.executor.backoff import Backoff
 from kuberunner.executor.file_transport import TransportError
 from kuberunner.executor.legacy_exec import LegacyExecStrategy
+from kuberunner.executor.pod_options import PodOptionsError, apply_pod_options
 from kuberunner.executor.podspec import PodDesign, build_pod, build_secret, dns_slug
 from kuberunner.executor.results import JobResult, Observation, Success, decide
 from kuberunner.executor.services import ServiceContainer, render_wait, report_failed
@@ -140,6 +141,11 @@ async def run_job(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + request.timeout
     strategy = strategy or choose_strategy(request)
+    try:
+        settings = _with_overwrites(settings, request, trace)
+    except overwrites.OverwriteRefused as exc:
+        trace.runner_line(f"ERROR: Preparation failed: {exc}", level="error")
+        return decide(Observation((), system_error=str(exc)))
     job = JobContext(
         client=client,
         settings=settings,
@@ -199,6 +205,8 @@ async def run_job(
         if health is not None:
             reason = await podhealth.reason_or(job.broken, reason)
         seen = Observation(seen.exit_codes, system_error=reason)
+    except PodOptionsError as exc:
+        seen = Observation(seen.exit_codes, system_error=str(exc))
     finally:
         await _despite_cancel(_clean_up(job, strategy, health))
     if trace.failure is not None and seen.system_error is None:
@@ -309,6 +317,21 @@ async def _run_after_script(
     job.report("stage_ended")
 
 
+def _with_overwrites(settings: ExecutorSettings, request: JobRequest, trace: Trace) -> ExecutorSettings:
+    """The settings this job runs with, once its KUBERNETES_* variables are judged (`overwrites`)."""
+    resolved = overwrites.resolve(
+        settings.pod,
+        namespace=settings.namespace,
+        variables=request.variables,
+        image=request.job.image,
+        default_image=settings.image,
+        service_images=[service.image for service in request.services],
+    )
+    for note in resolved.notes:
+        trace.runner_line(note)
+    return dataclasses.replace(settings, namespace=resolved.namespace, pod=resolved.options)
+
+
 def _pod_name(settings: ExecutorSettings, request: JobRequest) -> str:
     slug = dns_slug(request.job.name, limit=30) or "job"
     return f"{settings.runner_name}-{slug}-{secrets.token_hex(4)}"
@@ -338,7 +361,7 @@ async def _create_pod(job: JobContext, request: JobRequest) -> None:
     design = dataclasses.replace(
         design, script_keys=tuple(k for k in files if k not in private), private_keys=tuple(private)
     )
-    pod_body = build_pod(design)
+    pod_body = apply_pod_options(build_pod(design), settings.pod)
     pod = await retrying.create_once(
         client,
         create=lambda: client.create_pod(namespace, pod_body),
@@ -477,9 +500,10 @@ async def _watch_health(job: JobContext) -> None:
 
 async def _delete_pod(job: JobContext) -> None:
     namespace, name = job.state.namespace, job.state.pod
+    grace = poddeletion.cleanup_grace(job.settings.pod.cleanup_grace_period_seconds)
     try:
         await retrying.retry(
-            lambda: job.client.delete_pod(namespace, name, grace_seconds=poddeletion.CLEANUP_GRACE_SECONDS),
+            lambda: job.client.delete_pod(namespace, name, grace_seconds=grace),
             budget=job.settings.api_budget,
             what=f"deleting pod {name}",
         )
@@ -488,8 +512,9 @@ async def _delete_pod(job: JobContext) -> None:
     except KubeError as exc:
         job.trace.runner_line(f"WARNING: could not delete pod {name}: {exc}", level="warning")
         return
-    if not await poddeletion.wait_until_gone(job.client, namespace, name, within=poddeletion.GONE_WITHIN):
-        waited = f"{poddeletion.GONE_WITHIN:.0f} s"
+    within = poddeletion.GONE_WITHIN + grace
+    if not await poddeletion.wait_until_gone(job.client, namespace, name, within=within):
+        waited = f"{within:.0f} s"
         job.trace.runner_line(
             f"WARNING: pod {name} still exists {waited} after its deletion", level="warning"
         )

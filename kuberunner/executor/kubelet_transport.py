@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from kuberunner.executor.backoff import Backoff
 from kuberunner.executor.file_transport import TransportError
@@ -42,6 +42,7 @@ class KubeletLogReader:
         container: str,
         backoff: Backoff | None = None,
         read_timeout: float = streams.LOG_IDLE_TIMEOUT,
+        on_reconnect: Callable[[], None] = lambda: None,
     ) -> None:
         self._client = client
         self._namespace = namespace
@@ -51,6 +52,7 @@ class KubeletLogReader:
         self._read_timeout = read_timeout
         self.resume = ResumePoint()
         self.reconnects = 0
+        self._on_reconnect = on_reconnect
 
     async def chunks(self) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
@@ -98,4 +100,5 @@ class KubeletLogReader:
                 "log stream of %s ended (%s); resuming after %s", self._pod, reason, self.resume.timestamp
             )
             self.reconnects += 1
+            self._on_reconnect()
             await asyncio.sleep(delay)

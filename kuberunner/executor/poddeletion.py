@@ -13,13 +13,22 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 
+from kuberunner.executor.retrying import is_transient
 from kuberunner.kube.client import KubeClient
 from kuberunner.kube.errors import KubeError, NotFound
 
 CLEANUP_GRACE_SECONDS = 1
-"""The grace the pod is deleted with: the runner already stopped the job, nothing is left to wait for."""
+"""The grace the pod is deleted with when config.toml sets none: the runner already stopped the job,
+nothing is left to wait for."""
 GONE_WITHIN = 20.0
 """How long to wait for the kubelet to remove the pod; past it the runner goes on (its warning says so)."""
+
+
+def cleanup_grace(configured: int | None) -> int:
+    """config.toml's `cleanup_grace_period_seconds`, GitLab Runner's name, or the default.
+
+    0 is kept as given: the API then removes the pod at once and the kubelet stops it afterwards."""
+    return CLEANUP_GRACE_SECONDS if configured is None else configured
 
 
 async def wait_until_gone(client: KubeClient, namespace: str, name: str, *, within: float) -> bool:
@@ -31,6 +40,12 @@ async def wait_until_gone(client: KubeClient, namespace: str, name: str, *, with
                     pod = await client.get_pod(namespace, name)
                 except NotFound:
                     return True
+                except KubeError as exc:
+                    if not is_transient(exc):
+                        raise
+                    # A dropped connection says nothing of the pod: ask again within the same bound.
+                    await asyncio.sleep(0.2)
+                    continue
                 version = pod.get("metadata", {}).get("resourceVersion")
                 events = client.watch_pod(namespace, name, resource_version=version)
                 try:

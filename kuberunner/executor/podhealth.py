@@ -99,7 +99,24 @@ def assess(event_type: str, pod: dict[str, Any], *, containers: tuple[str, ...] 
         if waiting.get("reason") in _CANNOT_START:
             return Broken(f"pod {name}: {waiting['reason']}: {waiting.get('message', '')}".rstrip(": "))
     waiting = states.get(waiting_on[0], {}).get("waiting", {})
-    return Waiting(f"{phase or 'Pending'}" + (f": {waiting['reason']}" if waiting else ""))
+    if waiting:
+        return Waiting(f"{phase or 'Pending'}: {waiting['reason']}")
+    return Waiting(f"{phase or 'Pending'}" + _unscheduled(status))
+
+
+def _unscheduled(status: dict[str, Any]) -> str:
+    """Why the scheduler has not placed the pod (a node selector no node matches, a taint, no room),
+    as GitLab Runner shows it; empty while it simply has not got to it yet."""
+    for condition in status.get("conditions") or []:
+        if (
+            isinstance(condition, dict)
+            and condition.get("type") == "PodScheduled"
+            and condition.get("status") == "False"
+            and condition.get("reason")
+        ):
+            message = condition.get("message")
+            return f": {condition['reason']}" + (f': "{message}"' if message else "")
+    return ""
 
 
 STARTING = podwatch.Liveness(probe_every=2.0, probe_timeout=4.0)

@@ -5,6 +5,9 @@ with which nonce and kill token, and from which byte of the log file its trace g
 started twice: the start line of a stage is idempotent, so the stage being taken over is simply
 written again. A marker that arrived while no runner was reading is found in the log like any other;
 a stage still running is waited for, and later stages and after_script follow as in `job.run_job`.
+The cache and artifact stages are stages like the others: the record names which the job has (their
+URLs and tokens stay in the pod's Secret), so a transfer running while no runner watched is waited
+for, never started again.
 """
 
 from __future__ import annotations
@@ -21,12 +24,21 @@ from kuberunner.executor import job as flow
 from kuberunner.executor.attach import AttachStrategy
 from kuberunner.executor.file_transport import TransportError
 from kuberunner.executor.results import JobResult, Observation, Success, SystemFailure, decide
+from kuberunner.executor.services import container_name
 from kuberunner.executor.settings import ExecutorSettings
-from kuberunner.executor.stages import USER_STAGES, StagePlan
+from kuberunner.executor.stages import USER_STAGES, WAIT_FOR_SERVICES, StagePlan
 from kuberunner.executor.strategy import Exited, JobContext, JobState, Lost, Stopped
-from kuberunner.executor.transfer_stages import after_script_stage
+from kuberunner.executor.transfer_stages import (
+    AFTER_SCRIPT_STAGES,
+    after_script_stage,
+    run_after_stages,
+    script_files,
+    stages_after_due,
+    stages_before_script,
+)
 from kuberunner.kube.client import KubeClient
 from kuberunner.kube.errors import KubeError, NotFound
+from kuberunner.shell.transfers import Transfers
 from kuberunner.trace import Trace
 
 log = logging.getLogger(__name__)
@@ -63,6 +75,37 @@ class ResumeFrom:
     after_script: bool = False
     after_script_when: Literal["always", "on_success", "on_failure"] = "always"
     after_script_timeout: float | None = None
+    before_script: tuple[str, ...] = ()
+    """The stages the job ran between get_sources and step_script (wait_for_services, restore_cache,
+    download_artifacts), in order: `stages_between`."""
+    after_stages: frozenset[str] = frozenset()
+    """The cache and artifact stages after the script the pod has scripts for (`script_files`)."""
+
+    @property
+    def user_stages(self) -> tuple[str, ...]:
+        """Every stage up to the script, in the order the job runs them."""
+        return (USER_STAGES[0], *self.before_script, *USER_STAGES[1:])
+
+
+def stages_between(*, waits_for_services: bool, transfers: Transfers | None) -> tuple[str, ...]:
+    """The stages a job runs between get_sources and step_script, for its record."""
+    waits = (WAIT_FOR_SERVICES,) if waits_for_services else ()
+    return (*waits, *stages_before_script(transfers))
+
+
+def after_stages(transfers: Transfers | None, *, project_dir: str) -> frozenset[str]:
+    """The stages after the script the job's pod has scripts for, for its record."""
+    return frozenset(set(script_files(transfers, project_dir=project_dir)) & set(AFTER_SCRIPT_STAGES))
+
+
+def resumable_stage(stage: str, resume: ResumeFrom) -> bool:
+    """Whether a checkpoint at `stage` is one a restarted runner can go on from."""
+    return (
+        stage in resume.user_stages
+        or stage == USER_STAGES_DONE
+        or is_after_script(stage)
+        or stage in resume.after_stages
+    )
 
 
 def pod_gone_reason(pod: str) -> str:
@@ -102,15 +145,24 @@ async def resume_job(
             return SystemFailure(problem)
         health = asyncio.create_task(flow._watch_health(job), name=f"{job.state.pod}: health")
         await strategy.open(job)
-        if resume.stage in USER_STAGES:
+        if resume.stage in resume.user_stages:
             seen = await _user_stages(job, strategy, resume, deadline=deadline)
             job.state.outcome = seen
             job.report("stages_done")
         if is_after_script(resume.stage):
             if not resume.ended:
                 await _after_script(job, strategy, resume, stage=resume.stage, first=True)
-        elif _after_script_due(resume, seen):
+        elif resume.stage not in resume.after_stages and _after_script_due(resume, seen):
             await _after_script(job, strategy, resume, stage=after_script_stage(seen), first=False)
+        taken_over = (resume.stage, resume.ended) if resume.stage in resume.after_stages else None
+        seen = await run_after_stages(
+            job,
+            strategy,
+            seen,
+            present=resume.after_stages,
+            taken_over=taken_over,
+            take_over=lambda stage: _take_over(job, resume, stage),
+        )
         job.state.outcome = seen
         job.report("finished")
     except KubeError as exc:
@@ -156,11 +208,13 @@ def is_after_script(stage: str) -> bool:
 
 def _only_clean_up_left(resume: ResumeFrom) -> bool:
     """Every stage that was due ran: the outcome is known, the pod is needed no more."""
+    seen = resume.outcome or Observation(())
+    due = stages_after_due(seen, resume.after_stages)
+    if resume.stage in resume.after_stages:
+        return resume.ended and (resume.stage not in due or due[-1] == resume.stage)
     if is_after_script(resume.stage):
-        return resume.ended
-    return resume.stage == USER_STAGES_DONE and not _after_script_due(
-        resume, resume.outcome or Observation(())
-    )
+        return resume.ended and not due
+    return resume.stage == USER_STAGES_DONE and not _after_script_due(resume, seen) and not due
 
 
 def _take_over(job: JobContext, resume: ResumeFrom, stage: str) -> None:
@@ -172,14 +226,17 @@ def _take_over(job: JobContext, resume: ResumeFrom, stage: str) -> None:
 async def _user_stages(
     job: JobContext, strategy: AttachStrategy, resume: ResumeFrom, *, deadline: float
 ) -> Observation:
-    first = USER_STAGES.index(resume.stage)
-    codes: list[int | None] = [0] * first
+    stages = resume.user_stages
+    first = stages.index(resume.stage)
+    # Every stage but wait_for_services gives the job an exit code, as in `job._run_user_stages`.
+    coded = sum(1 for stage in stages[:first] if stage != WAIT_FOR_SERVICES)
+    codes: list[int | None] = [0] * coded
     if resume.ended:
-        codes = list(resume.outcome.exit_codes if resume.outcome else (0,) * (first + 1))
-        if codes[-1] != 0:
+        codes = list(resume.outcome.exit_codes if resume.outcome else (0,) * (coded + 1))
+        if codes and codes[-1] != 0:
             return Observation(tuple(codes))
         first += 1
-    for stage in USER_STAGES[first:]:
+    for stage in stages[first:]:
         opened = resume.ended or stage != resume.stage
         if opened:
             job.trace.section_start(stage, job.plan.header(stage))
@@ -188,6 +245,15 @@ async def _user_stages(
             end = await strategy.run_stage(job, stage, deadline=deadline)
         finally:
             job.trace.section_end(stage)
+        if stage == WAIT_FOR_SERVICES:
+            if isinstance(end, Exited) and end.exit_code > 0:
+                # The service's image and log tail are not in the record: its container's name is.
+                job.trace.runner_line(
+                    f"*** WARNING: Service {container_name(end.exit_code - 1)} probably didn't start "
+                    "properly.",
+                    level="warning",
+                )
+            continue
         ended = await flow.user_stage_ended(job, end, codes, job_timeout=resume.timeout)
         if ended is not None:
             return ended

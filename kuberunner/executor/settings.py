@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from kuberunner.executor.observer import NO_OBSERVER, ExecutorObserver
+from kuberunner.podconfig import PodOptions
 from kuberunner.shell.layout import PodPaths
 
 
@@ -38,3 +40,7 @@ class ExecutorSettings:
     paths: PodPaths = field(default_factory=PodPaths)
     owner: str | None = None
     """Labels every pod (`podspec.OWNER_LABEL`) so a restarted `run` or `exec` finds its orphans."""
+    observer: ExecutorObserver = NO_OBSERVER
+    """Hears of reconnects and stage starts (`run`'s metrics); not a setting, but shared like one."""
+    pod: PodOptions = field(default_factory=PodOptions)
+    """config.toml's pod keys (`podconfig`), before a job's variables overwrite any (`overwrites`)."""

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from kuberunner.executor.results import Observation, Success, decide
-from kuberunner.executor.strategy import Exited, JobContext, Lost, Stopped, Strategy
+from kuberunner.executor.strategy import Exited, JobContext, Lost, StageEnd, Stopped, Strategy
 from kuberunner.shell import transfers as shell
 from kuberunner.shell.transfers import Transfers
 
+AFTER_SCRIPT_STAGES = (
+    "archive_cache",
+    "archive_cache_on_failure",
+    "upload_artifacts_on_success",
+    "upload_artifacts_on_failure",
+)
+"""The stages after the script (and after_script), both endings' variants."""
 UPLOAD_TIMEOUT = 3600.0
 """Seconds the stages after the script may take in all; curl itself drops a stalled transfer."""
 
@@ -86,38 +93,81 @@ async def run_stages_after(
     job: JobContext, strategy: Strategy, transfers: Transfers | None, seen: Observation, *, present: set[str]
 ) -> Observation:
     """Save the cache and upload the artifacts the job's ending asks for; the new observation."""
-    if transfers is None or seen.canceled or seen.system_error is not None:
+    if transfers is None:
         return seen
-    succeeded = isinstance(decide(seen), Success)
-    cache_stage = "archive_cache" if succeeded else "archive_cache_on_failure"
-    upload_stage = "upload_artifacts_on_success" if succeeded else "upload_artifacts_on_failure"
+    return await run_after_stages(job, strategy, seen, present=frozenset(present))
+
+
+def stages_after_due(seen: Observation, present: frozenset[str]) -> tuple[str, ...]:
+    """The stages after the script that `seen` calls for, in order: none after a cancel or a lost pod."""
+    if seen.canceled or seen.system_error is not None:
+        return ()
+    if isinstance(decide(seen), Success):
+        order = ("archive_cache", "upload_artifacts_on_success")
+    else:
+        order = ("archive_cache_on_failure", "upload_artifacts_on_failure")
+    return tuple(stage for stage in order if stage in present)
+
+
+async def run_after_stages(
+    job: JobContext,
+    strategy: Strategy,
+    seen: Observation,
+    *,
+    present: frozenset[str],
+    taken_over: tuple[str, bool] | None = None,
+    take_over: Callable[[str], None] | None = None,
+) -> Observation:
+    """`run_stages_after` for a fresh job and an adopted one: `taken_over` is the (stage, ended) the
+    adopted job stood at (its section already open unless ended; stages before it are done), and
+    `take_over(stage)` lets the strategy reuse a stage's nonce and token before it runs."""
+    due = stages_after_due(seen, present)
+    opened = None
+    if taken_over is not None and taken_over[0] in due:
+        stage, ended = taken_over
+        due = due[due.index(stage) + (1 if ended else 0) :]
+        opened = None if ended else stage
     deadline = asyncio.get_running_loop().time() + UPLOAD_TIMEOUT
-    for stage in (cache_stage, upload_stage):
-        if stage not in present:
-            continue
-        with _section(job, stage):
+    for stage in due:
+        if take_over is not None:
+            take_over(stage)
+        with _section(job, stage, opened=stage == opened):
             end = await strategy.run_stage(job, stage, deadline=deadline)
-        match end:
-            case Exited(exit_code=0):
-                pass
-            case Exited(exit_code=code) if stage == upload_stage:
-                return Observation((*seen.exit_codes, code), timed_out_after=seen.timed_out_after)
-            case Exited():
-                pass
-            case Lost(reason=reason):
-                return Observation(seen.exit_codes, system_error=reason)
-            case Stopped(canceled=True):
-                return Observation(seen.exit_codes, canceled=True)
-            case Stopped():
-                job.trace.runner_line(f"WARNING: {stage} timed out", level="warning")
-                if stage == upload_stage:
-                    return Observation(seen.exit_codes, system_error="uploading the artifacts timed out")
+        after = _after(job, stage, end, seen, upload=stage.startswith("upload_artifacts_"))
+        job.state.outcome = after or seen
+        job.report("stage_ended")
+        if after is not None:
+            return after
     return seen
 
 
+def _after(
+    job: JobContext, stage: str, end: StageEnd, seen: Observation, *, upload: bool
+) -> Observation | None:
+    """How one stage after the script changes the job's ending; None: it does not, go on."""
+    match end:
+        case Exited(exit_code=0):
+            return None
+        case Exited(exit_code=code) if upload:
+            return Observation((*seen.exit_codes, code), timed_out_after=seen.timed_out_after)
+        case Exited():
+            return None
+        case Lost(reason=reason):
+            return Observation(seen.exit_codes, system_error=reason)
+        case Stopped(canceled=True):
+            return Observation(seen.exit_codes, canceled=True)
+        case Stopped():
+            job.trace.runner_line(f"WARNING: {stage} timed out", level="warning")
+            if upload:
+                return Observation(seen.exit_codes, system_error="uploading the artifacts timed out")
+            return None
+    raise AssertionError(f"unknown stage end {end!r}")
+
+
 @contextlib.contextmanager
-def _section(job: JobContext, stage: str) -> Iterator[None]:
-    job.trace.section_start(stage, job.plan.header(stage))
+def _section(job: JobContext, stage: str, *, opened: bool = False) -> Iterator[None]:
+    if not opened:
+        job.trace.section_start(stage, job.plan.header(stage))
     try:
         yield
     finally:

@@ -10,8 +10,12 @@ network really does:
                    (`then="deliver"`), or every connection is reset (`then="reset"`: the peers gave
                    up, or a middlebox forgot them);
 - `silence_all()`  every open connection goes silent for good: bytes are swallowed both ways and
-                   nothing is closed or reset (a NAT entry that expired, a node that vanished: the
-                   half-open connection TCP alone never notices). New connections work.
+                   nothing is closed or reset. Both kernels keep ACKing, so this is a middlebox that
+                   ends TCP itself (a proxy, a load balancer, a TLS-terminating ingress) whose far
+                   side died: only the application can notice it, never TCP keepalive. New
+                   connections work. (A path that drops every packet, as behind an expired NAT
+                   entry or a vanished node, is another failure, which keepalive does catch; the
+                   tests make that one with a packet filter, tests/gitlab/blackhole.py.)
                    `silence_after(s)` silences each connection `s` seconds after it opened;
                    `schedule_silence(every)` calls `silence_all()` on a schedule;
 - `refuse(s)`      the listening socket is closed for `s` seconds, so connects get ECONNREFUSED (an

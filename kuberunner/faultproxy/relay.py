@@ -6,8 +6,9 @@ RST instead of FIN, as tcpkill's forged segments do; a black hole is the gate be
 holds the chunk it read and stops reading (the kernel's buffers then push back on the sender,
 as they would behind a dead route); silence is for good and per connection: both pumps keep
 reading and drop every byte, and nothing is ever closed, so both peers' kernels keep ACKing and
-each side sees an established, healthy-looking socket on which nothing arrives (a half-open
-connection behind an expired NAT entry or a vanished node). Half-closes (FIN) are relayed as
+each side sees an established, healthy-looking socket on which nothing arrives (a connection
+through a TCP-terminating middlebox whose far side died; keepalive probes are answered, so only an
+application-level check notices). Half-closes (FIN) are relayed as
 half-closes and a reset from either peer is relayed as a reset to the other, so the proxy is
 invisible until a fault is asked for. Deciding *when* to fault is left to `proxy.py`.
 """

@@ -12,9 +12,13 @@ with a backoff that honours `Retry-After`. The exception tree::
      └── Rejected             an HTTP status the call cannot go on with (403 bad token, 410, …)
 
 Every attempt is bounded (`Timeouts`), and a timed-out attempt is retried on a new connection, so
-a reply that never comes costs one timeout, not the job. Sockets to GitLab use TCP keepalive with
-short intervals, so a peer that vanished is noticed within seconds even between calls. Bodies are
-read whole, up to a limit: a reply that arrives in several TCP segments is never cut.
+a reply that never comes costs one timeout, not the job. A trace PATCH or a job PUT gets a short
+first try (a live GitLab answers them within a second or two), then doubled bounds up to `call`.
+Silence during a long poll cannot be judged that way: Workhorse holds it on purpose for up to its
+`apiCiLongPollingDuration` (50 s on GitLab.com). There the net is TCP: every socket to GitLab has
+keepalive and TCP_USER_TIMEOUT short enough that a path that drops every packet (a NAT or conntrack
+entry gone, a vanished host) fails the socket within `KEEPALIVE.user_timeout_ms`, whatever call is
+waiting on it. Bodies are read whole, up to a limit: a reply in several TCP segments is never cut.
 
 aiohttp's exceptions never leave this module.
 """
@@ -25,10 +29,9 @@ import asyncio
 import json
 import logging
 import random
-import socket
 import ssl
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -37,6 +40,7 @@ import aiohttp
 
 from kuberunner import __version__
 from kuberunner.gitlab.payload import recover_id_and_token
+from kuberunner.tcp_keepalive import Keepalive, keepalive_factory
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +49,22 @@ LONG_POLL_TIMEOUT = 70.0
 """Seconds for one `jobs/request`: GitLab's Workhorse holds it up to 50 s."""
 CALL_TIMEOUT = 30.0
 """Seconds for one attempt of any other call (a trace PATCH, a PUT, verify, …)."""
+FIRST_TRY_TIMEOUT = 6.0
+"""Seconds for the first attempt of a trace PATCH or a job PUT: a connection that swallows bytes
+but still ACKs them (a proxy or load balancer whose far side died) is left within 10 s. A GitLab
+that is merely slow gets the next attempts with doubled bounds; a PATCH or PUT it did take is
+harmless to send again (416 re-syncs the trace; a finished job answers the same or 403)."""
+NO_ANSWER = -100
+"""The status reported for a call that got no answer at all (GitLab Runner's `clientError`)."""
 MAX_JOB_BODY = 32 << 20
 """Bytes of a job payload (its variables can be large); anything bigger is refused, not cut."""
 MAX_BODY = 1 << 20
 """Bytes of any other reply; GitLab's are a few hundred."""
-KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 5, 2, 3
-"""TCP keepalive: a GitLab that vanished without a FIN or RST is noticed within about 11 s."""
+KEEPALIVE = Keepalive(idle=2, interval=1, count=3, user_timeout_ms=5_000)
+"""A probe after 2 s of quiet (one small packet every 2 s on a held long poll); a path that stops
+answering probes, or ACKing sent data, fails the socket after 5 s, which is what bounds a long poll
+on a dead path (Linux: TCP_USER_TIMEOUT decides for keepalive too, once a probe is out). Shorter
+than `FIRST_TRY_TIMEOUT`, so on a dead path the socket's error comes first."""
 
 FEATURES: dict[str, bool] = {
     # Honest: only what kuberunner implements. Rails holds back jobs that need a feature we lack.
@@ -166,6 +180,12 @@ class RetryPolicy:
 class Timeouts:
     call: float = CALL_TIMEOUT
     long_poll: float = LONG_POLL_TIMEOUT
+    first_try: float = FIRST_TRY_TIMEOUT
+    """The first attempt's bound for trace PATCHes and job PUTs (never above `call`)."""
+
+    def attempt_bound(self, attempt: int) -> float:
+        """Seconds for attempt `attempt` (1-based) of a PATCH or PUT: doubling from `first_try`."""
+        return min(self.call, self.first_try * 2.0 ** (attempt - 1))
 
 
 def api_base(url: str) -> str:
@@ -219,6 +239,7 @@ class GitLabClient:
         timeouts: Timeouts | None = None,
         tls_ca_file: str | None = None,
         max_job_body: int = MAX_JOB_BODY,
+        on_answer: Callable[[str, str, int], None] | None = None,
     ) -> None:
         """ValueError for a URL that is not http(s); OSError or ssl.SSLError for an unusable CA file."""
         self.base = api_base(url)
@@ -231,20 +252,31 @@ class GitLabClient:
             ssl.create_default_context(cafile=tls_ca_file) if tls_ca_file else True
         )
         self._session: aiohttp.ClientSession | None = None
+        self._fresh_session: aiohttp.ClientSession | None = None
+        """A new connection for every request: for the tries after one that got no answer."""
+        self._on_answer = on_answer
+        """Hears (method, path, status) of every answer GitLab gives, NO_ANSWER for none (`run`'s
+        request metrics)."""
 
     async def __aenter__(self) -> Self:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=self._ssl, socket_factory=_keepalive_socket),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
-            headers={"User-Agent": f"kuberunner {__version__} (linux)"},
+        self._session, self._fresh_session = (
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    ssl=self._ssl, socket_factory=_keepalive_socket, force_close=fresh
+                ),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
+                headers={"User-Agent": f"kuberunner {__version__} (linux)"},
+            )
+            for fresh in (False, True)
         )
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._fresh_session):
+            if session is not None:
+                await session.close()
 
     # -- runners -------------------------------------------------------------------------------
 
@@ -328,7 +360,12 @@ class GitLabClient:
             "Content-Type": "text/plain",
         }
         answer = await self._call(
-            "PATCH", f"/jobs/{job_id}/trace", data=data, headers=headers, what="sending the trace"
+            "PATCH",
+            f"/jobs/{job_id}/trace",
+            data=data,
+            headers=headers,
+            what="sending the trace",
+            short_first_try=True,
         )
         return TraceReply(
             answer.status,
@@ -362,6 +399,7 @@ class GitLabClient:
             json_body=body,
             headers={"JOB-TOKEN": job_token},
             what="updating the job",
+            short_first_try=True,
         )
         return UpdateReply(answer.status, answer.headers.get("Job-Status"), _interval(answer.headers))
 
@@ -379,8 +417,9 @@ class GitLabClient:
         request_timeout: float | None = None,
         limit: int = MAX_BODY,
         partial_ok: bool = False,
+        short_first_try: bool = False,
     ) -> _Answer:
-        assert self._session is not None, "use `async with GitLabClient(...)`"
+        assert self._session is not None and self._fresh_session is not None, "use `async with`"
         timeout = aiohttp.ClientTimeout(total=request_timeout or self.timeouts.call)
         send = dict(headers or {})
         payload = data
@@ -390,11 +429,17 @@ class GitLabClient:
             send["Accept"] = "application/json"
         delay = self._retry.first_delay
         failure = ""
+        unanswered = False
         for attempt in range(1, self._retry.attempts + 1):
             send["X-Request-Id"] = uuid.uuid4().hex
             wait = delay
+            if short_first_try:
+                timeout = aiohttp.ClientTimeout(total=self.timeouts.attempt_bound(attempt))
+            # After a try with no answer, never a pooled connection: one idle in the pool may sit on
+            # the same dead path or silent middlebox.
+            session = self._fresh_session if unanswered else self._session
             try:
-                async with self._session.request(
+                async with session.request(
                     method,
                     self.base + path,
                     data=payload,
@@ -403,13 +448,18 @@ class GitLabClient:
                 ) as response:
                     body, too_large = await _read_body(response, limit)
                     answer = _Answer(response.status, dict(response.headers), body, too_large)
+                    if self._on_answer is not None:
+                        self._on_answer(method, path, answer.status)
                     if too_large:
                         # The rest is never read: this connection must not go back to the pool.
                         response.close()
             except aiohttp.ClientConnectorCertificateError as exc:
                 raise Untrusted(f"{what}: {_certificate_problem(exc, self._tls_ca_file)}") from None
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                # A timed-out or broken connection is closed by aiohttp: the next attempt opens a new one.
+                # aiohttp closes a timed-out or broken connection; the next try takes a new one.
+                unanswered = True
+                if self._on_answer is not None:
+                    self._on_answer(method, path, NO_ANSWER)
                 failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 if isinstance(exc, TimeoutError):
                     failure = f"no reply within {timeout.total:g} s"
@@ -447,18 +497,7 @@ async def _read_body(response: aiohttp.ClientResponse, limit: int) -> tuple[byte
             return bytes(body[:limit]), True
 
 
-def _keepalive_socket(addr_info: Any) -> socket.socket:
-    family, kind, proto = addr_info[0], addr_info[1], addr_info[2]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for option, value in (
-        ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
-        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
-        ("TCP_KEEPCNT", KEEPALIVE_COUNT),
-    ):
-        if hasattr(socket, option):  # Linux names; other systems keep their defaults
-            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
-    return sock
+_keepalive_socket = keepalive_factory(KEEPALIVE)
 
 
 def _certificate_problem(exc: aiohttp.ClientConnectorCertificateError, ca_file: str | None) -> str:

@@ -13,7 +13,7 @@ Anything we cannot run is a JobFileError with the file and line. Nothing here ru
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kuberunner.errors import JobFileError
@@ -25,6 +25,7 @@ from kuberunner.job.yaml_nodes import Entry, Map, Node, Scalar, describe, load_d
 __all__ = [
     "JobFileError",
     "ReadJobs",
+    "jobs_document",
     "load_pipeline",
     "parse_pipeline",
     "read_jobs",
@@ -70,7 +71,7 @@ def parse_pipeline(text: str, path: Path) -> Pipeline:
 
 def read_root(text: str, path: Path, warnings: list[str]) -> Map:
     """The document that holds the jobs, as written (includes not merged, references not resolved)."""
-    return _jobs_document(load_documents(text, path), path, warnings)
+    return jobs_document(load_documents(text, path), path, warnings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +112,9 @@ def select_jobs(pipeline: Pipeline, names: Sequence[str]) -> tuple[JobSpec, ...]
     return tuple(chosen)
 
 
-def _jobs_document(documents: list[Node], path: Path, warnings: list[str]) -> Map:
-    """The document holding the jobs; a GitLab `spec:` header document may come before it."""
+def jobs_document(documents: list[Node], path: Path, warnings: list[str]) -> Map:
+    """The document holding the jobs; a GitLab `spec:` header document may come before it (it warns:
+    kuberunner.pipeline reads the header's inputs before it calls this)."""
     if len(documents) == 2 and isinstance(documents[0], Map) and documents[0].keys() == ("spec",):
         warnings.append(keywords.not_supported("", "spec"))
         documents = documents[1:]
@@ -139,9 +141,20 @@ class _Defaults:
     before_script: tuple[str, ...] = ()
     after_script: tuple[str, ...] = ()
     timeout: int | None = None
+    transfers: transfer_keywords.Transfers = field(default_factory=transfer_keywords.Transfers)
+    """`artifacts`, `cache` and `services`: each given whole to a job that does not name it."""
 
     def read(self, entry: Entry, where: str, path: Path, warnings: list[str]) -> None:
-        if entry.key == "image":
+        if entry.key == "artifacts":
+            artifacts = transfer_keywords.read_artifacts(entry, where, path, warnings)
+            self.transfers = replace(self.transfers, artifacts=artifacts)
+        elif entry.key == "cache":
+            caches = transfer_keywords.read_caches(entry, where, path, warnings)
+            self.transfers = replace(self.transfers, caches=caches)
+        elif entry.key == "services":
+            services = transfer_keywords.read_services(entry, where, path, warnings)
+            self.transfers = replace(self.transfers, services=services)
+        elif entry.key == "image":
             self.image = values.image_name(entry, where, path, warnings)
         elif entry.key == "timeout":
             self.timeout = values.timeout_seconds(entry, where, path)
@@ -163,6 +176,11 @@ class _Defaults:
             before_script=self.before_script if pick("before_script") else (),
             after_script=self.after_script if pick("after_script") else (),
             timeout=self.timeout if pick("timeout") else None,
+            transfers=transfer_keywords.Transfers(
+                artifacts=self.transfers.artifacts if pick("artifacts") else None,
+                caches=self.transfers.caches if pick("cache") else (),
+                services=self.transfers.services if pick("services") else (),
+            ),
         )
 
 
@@ -297,7 +315,7 @@ class _PipelineReader:
             image=image,
             variables=taken_globals + own_variables,
             timeout_seconds=timeout,
-            transfers=transfer_keywords.read_job(job, where, path, warnings),
+            transfers=transfer_keywords.read_job(job, where, path, warnings, inherited=inherited.transfers),
             warnings=_unique(warnings),
         )
 

@@ -52,14 +52,14 @@ JOB_IGNORED = frozenset(
 JOBS_WITHOUT_SCRIPT = ("trigger", "run")
 """Keywords that make a job valid without `script:` (a downstream pipeline, CI steps)."""
 
-DEFAULT_ACTED_ON = frozenset({"image", "before_script", "after_script", "timeout"})
-DEFAULT_IGNORED = frozenset(
-    {"artifacts", "cache", "hooks", "id_tokens", "interruptible", "retry", "services", "tags"}
+DEFAULT_ACTED_ON = frozenset(
+    {"image", "before_script", "after_script", "timeout", "artifacts", "cache", "services"}
 )
+DEFAULT_IGNORED = frozenset({"hooks", "id_tokens", "interruptible", "retry", "tags"})
 
-GLOBALS_LIKE_DEFAULT = ("image", "before_script", "after_script")
+GLOBALS_LIKE_DEFAULT = ("image", "services", "cache", "before_script", "after_script")
 """Deprecated top-level keywords that GitLab still reads as if they were under `default:`."""
-TOP_LEVEL_IGNORED = frozenset({"types", "services", "cache"})
+TOP_LEVEL_IGNORED = frozenset({"types"})
 TOP_LEVEL_PIPELINE = frozenset({"stages", "include", "workflow"})
 """Read by kuberunner.pipeline (includes are merged before the jobs are read)."""
 TOP_LEVEL_RESERVED = TOP_LEVEL_IGNORED | TOP_LEVEL_PIPELINE | {"variables", "default", *GLOBALS_LIKE_DEFAULT}

@@ -208,13 +208,21 @@ def read_services(entry: Entry, where: str, path: Path, warnings: list[str]) -> 
     return tuple(services)
 
 
-def read_job(job: Map, where: str, path: Path, warnings: list[str]) -> Transfers | None:
-    """The job's own `artifacts`, `cache` and `services`; None when it has none of them."""
+def read_job(
+    job: Map, where: str, path: Path, warnings: list[str], *, inherited: Transfers | None = None
+) -> Transfers | None:
+    """The job's `artifacts`, `cache` and `services`: its own where it names the keyword, else what it
+    inherits from `default:` (each keyword whole, never merged, as GitLab does); None when it has
+    none of them."""
+    inherited = inherited or Transfers()
     artifacts, caches, services = job.get("artifacts"), job.get("cache"), job.get("services")
-    if artifacts is None and caches is None and services is None:
-        return None
-    return Transfers(
-        artifacts=read_artifacts(artifacts, where, path, warnings) if artifacts is not None else None,
-        caches=read_caches(caches, where, path, warnings) if caches is not None else (),
-        services=read_services(services, where, path, warnings) if services is not None else (),
+    found = Transfers(
+        artifacts=read_artifacts(artifacts, where, path, warnings)
+        if artifacts is not None
+        else inherited.artifacts,
+        caches=read_caches(caches, where, path, warnings) if caches is not None else inherited.caches,
+        services=read_services(services, where, path, warnings)
+        if services is not None
+        else inherited.services,
     )
+    return None if found == Transfers() else found

@@ -1,9 +1,10 @@
 """One client for one API server: typed REST with raw JSON, pod watching, and the plumbing
 (TLS, per-connection bearer headers, which connections to use) that `streams.py` reuses.
 
-kubernetes_asyncio is kept for what it does well (auth settings, token refresh); requests go through
-our own aiohttp sessions so that every one is bounded: a total timeout per REST call, a size bound
-on every body and watch line, an idle bound on every watch.
+Requests go through our own aiohttp sessions so that every one is bounded: a total timeout per REST
+call, a size bound on every body and watch line, an idle bound on every watch. The bearer token is
+ours too (`BearerToken`): kubernetes_asyncio was used for that alone, and importing it loads every
+API and model module, about a third of a second of every `kuberunner` start (bench/start_latency.py).
 
 Connections that go silent (half-open: established, but every byte is dropped) are the hard case:
 a pooled keep-alive connection may be one. So there are two sessions with the same TLS context: the
@@ -32,7 +33,6 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-from kubernetes_asyncio.client import ApiClient, Configuration
 
 from kuberunner.kube.config import ClusterConfig
 from kuberunner.kube.errors import (
@@ -151,6 +151,20 @@ def _read_token_file(path: str) -> str | None:
         return None
 
 
+class BearerToken:
+    """The `Authorization` header: a fixed token, or a token file read again for every connection
+    (projected service-account tokens rotate); a file that cannot be read keeps the last token."""
+
+    def __init__(self, token: str | None, token_file: str | None) -> None:
+        self._file = token_file
+        self._token = (_read_token_file(token_file) if token_file else None) or token
+
+    def headers(self) -> dict[str, str]:
+        if self._file:
+            self._token = _read_token_file(self._file) or self._token
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
+
 TLS_READ_BUFFER = 64 * 1024
 """asyncio gives every TLS connection a 256 KiB read buffer; a runner holds about 3.5 streams per job,
 so at 200 jobs that alone was 170 MB (bench/concurrency.py). 64 KiB halves the runner's peak there
@@ -168,7 +182,7 @@ class KubeClient:
     def __init__(
         self,
         cfg: ClusterConfig,
-        api: ApiClient,
+        bearer: BearerToken,
         session: aiohttp.ClientSession,
         *,
         request_timeout: float,
@@ -177,7 +191,7 @@ class KubeClient:
         max_body: int = MAX_BODY,
     ) -> None:
         self._cfg = cfg
-        self._api = api
+        self._bearer = bearer
         self._session = session
         self._fresh = fresh_session
         self._request_timeout = request_timeout
@@ -204,16 +218,6 @@ class KubeClient:
         `request_timeout` bounds each REST call as a whole (callers retry on a new connection);
         `max_body` bounds each REST answer."""
         limit_tls_read_buffers(tls_read_buffer)
-        conf = Configuration(host=cfg.host)
-        conf.verify_ssl = cfg.verify_ssl
-        token = cfg.token
-        if cfg.token_file:
-            token = _read_token_file(cfg.token_file) or token
-            conf.refresh_api_key_hook = _token_file_hook(cfg.token_file)
-        if token:
-            # The key must be "BearerToken"; "authorization" silently sends nothing.
-            conf.api_key = {"BearerToken": token}
-            conf.api_key_prefix = {"BearerToken": "Bearer"}
         ssl_ctx = build_ssl_context(cfg) if cfg.host.startswith("https") else None
         trace = aiohttp.TraceConfig()
         trace.on_request_end.append(_keep_rejected_upgrade_body)
@@ -233,12 +237,9 @@ class KubeClient:
             )
             for fresh in (False, True)
         ]
-        api = ApiClient(conf)
-        await api.rest_client.pool_manager.close()
-        api.rest_client.pool_manager = sessions[0]
         return cls(
             cfg,
-            api,
+            BearerToken(cfg.token, cfg.token_file),
             sessions[0],
             request_timeout=request_timeout,
             connect_timeout=connect_timeout,
@@ -247,7 +248,7 @@ class KubeClient:
         )
 
     async def close(self) -> None:
-        await self._api.close()
+        await self._session.close()
         if self._fresh is not None:
             await self._fresh.close()
 
@@ -311,10 +312,7 @@ class KubeClient:
 
     async def auth_headers(self) -> dict[str, str]:
         """Fresh per connection: a rotated service-account token is picked up by the next stream."""
-        headers: dict[str, str] = {}
-        with map_errors(self._cfg.host):
-            await self._api.update_params_for_auth(headers, [], ["BearerToken"])
-        return headers
+        return self._bearer.headers()
 
     # --- REST ----------------------------------------------------------------------------------
 
@@ -496,13 +494,3 @@ def _as_dict(doc: Any) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise KubeError("the API server sent JSON that is not an object")
     return doc
-
-
-def _token_file_hook(path: str) -> Any:
-    def refresh(conf: Configuration) -> None:
-        # Re-read per request: projected tokens rotate, and the file is tiny (no I/O worth a thread).
-        token = _read_token_file(path)
-        if token:
-            conf.api_key["BearerToken"] = token
-
-    return refresh

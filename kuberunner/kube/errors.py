@@ -32,8 +32,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio.client.exceptions import ApiException, ApiValueError
-from kubernetes_asyncio.config.config_exception import ConfigException
 
 
 class KubeError(Exception):
@@ -173,7 +171,7 @@ def _describe(exc: BaseException) -> str:
 
 @contextmanager
 def map_errors(host: str = "", *, streaming: bool = False) -> Iterator[None]:
-    """Translate aiohttp / kubernetes_asyncio / socket errors into this module's tree.
+    """Translate aiohttp / socket errors into this module's tree.
 
     `streaming=True` is for code that already holds an open stream: a failure there means the
     stream was lost, not that the API is unreachable.
@@ -183,11 +181,6 @@ def map_errors(host: str = "", *, streaming: bool = False) -> Iterator[None]:
         yield
     except KubeError:
         raise
-    except ApiException as exc:
-        body = exc.body if isinstance(exc.body, bytes) else str(exc.body or "").encode()
-        raise status_from_body(int(exc.status or 0), body) from exc
-    except (ApiValueError, ConfigException) as exc:
-        raise KubeError(f"invalid request: {_describe(exc)}") from exc
     except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
         if streaming:
             raise StreamIdle(f"stream idle too long{where}: {_describe(exc)}") from exc

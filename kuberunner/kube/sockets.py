@@ -1,59 +1,17 @@
-"""Sockets to the API server with TCP keepalive on short intervals: the second net under liveness.
+"""The API server's TCP keepalive: every socket `client.py` opens (REST pool, fresh connections,
+watches, log follows, attach and exec WebSockets) is made by `keepalive_factory(DEFAULT_KEEPALIVE)`.
 
-A connection whose peer vanished without a reset (a NAT entry expired, a node was powered off) stays
-ESTABLISHED for hours by default: nothing is sent on an idle socket, so nothing can fail. Keepalive
-probes after `idle` seconds, every `interval`, `count` times, make the kernel fail such a socket in
-about `idle + interval * count`, and TCP_USER_TIMEOUT does the same for data that is never ACKed.
-It does not help when a middlebox still ACKs (our fault proxy's silence does): that is what the
-runner's own liveness checks (heartbeats, GETs beside watches, read timeouts) are for.
+These are wider than GitLab's: on this side the runner's own liveness checks (WebSocket heartbeats,
+GETs beside quiet watches, REST call bounds) notice a silence within seconds; keepalive is the net
+under them, for a path that drops every packet.
 """
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from kuberunner.tcp_keepalive import Keepalive, keepalive_factory, set_keepalive
 
+__all__ = ["DEFAULT_KEEPALIVE", "Keepalive", "keepalive_factory", "set_keepalive"]
 
-@dataclass(frozen=True, slots=True)
-class Keepalive:
-    idle: int = 15
-    """Seconds of quiet before the first probe; far below any NAT's idle timeout (minutes)."""
-    interval: int = 5
-    count: int = 3
-    user_timeout_ms: int = 30_000
-    """Unacknowledged data this long fails the socket (Linux TCP_USER_TIMEOUT)."""
-
-
-DEFAULT_KEEPALIVE = Keepalive()
-
-
-def set_keepalive(sock: socket.socket, settings: Keepalive) -> None:
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    # The per-socket knobs are Linux (and most BSDs) only; elsewhere the system's defaults apply.
-    for name, value in (
-        ("TCP_KEEPIDLE", settings.idle),
-        ("TCP_KEEPINTVL", settings.interval),
-        ("TCP_KEEPCNT", settings.count),
-        ("TCP_USER_TIMEOUT", settings.user_timeout_ms),
-    ):
-        option = getattr(socket, name, None)
-        if option is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, option, value)
-
-
-def keepalive_factory(settings: Keepalive) -> Callable[[tuple[Any, ...]], socket.socket]:
-    """A socket factory for aiohttp's connector (`socket_factory=`): every socket gets `settings`."""
-
-    def make(addr_info: tuple[Any, ...]) -> socket.socket:
-        family, type_, proto = addr_info[0], addr_info[1], addr_info[2]
-        sock = socket.socket(family=family, type=type_, proto=proto)
-        try:
-            set_keepalive(sock, settings)
-        except OSError:
-            sock.close()
-            raise
-        return sock
-
-    return make
+DEFAULT_KEEPALIVE = Keepalive(idle=15, interval=5, count=3, user_timeout_ms=30_000)
+"""A probe after 15 s of quiet, far below any NAT's idle timeout (minutes); a dead path fails the
+socket after 30 s."""

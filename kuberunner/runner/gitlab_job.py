@@ -24,7 +24,14 @@ from kuberunner.executor import results
 from kuberunner.executor.job import run_job
 from kuberunner.executor.object_server import ObjectServer
 from kuberunner.executor.results import decide
-from kuberunner.executor.resume import delete_pod, needs_pod, pod_problem, resume_job
+from kuberunner.executor.resume import (
+    after_stages,
+    delete_pod,
+    needs_pod,
+    pod_problem,
+    resume_job,
+    stages_between,
+)
 from kuberunner.executor.settings import ExecutorSettings
 from kuberunner.gitlab.client import BrokenJob, GitLabClient, GitLabError, TraceReply, UpdateReply
 from kuberunner.gitlab.payload import JobPayload, PayloadError, parse_job
@@ -33,6 +40,7 @@ from kuberunner.kube.client import KubeClient
 from kuberunner.kube.errors import KubeError
 from kuberunner.runner import tasks
 from kuberunner.runner.journal import Claim, JobRecord, Journal, Recorder, runner_key
+from kuberunner.runner.metrics import NO_WATCH, EntryWatch
 from kuberunner.runner.translate import Translated, Untranslatable, translate
 from kuberunner.trace import Trace
 
@@ -59,6 +67,8 @@ class JobEnv:
     """Where running jobs keep their records (`journal`); None: no records, nothing to take over."""
     local_cache: ObjectServer | None = None
     """The `local` cache's server ([runners.cache]), when this runner keeps its cache on this machine."""
+    observer: EntryWatch = NO_WATCH
+    """Hears how jobs go, for `run`'s metrics and log fields (`metrics`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +105,11 @@ async def handle_job(env: JobEnv, raw: Any) -> None:
         log.error("%s; the job fails as a system failure", exc)
         await _fail_unreadable(env, raw, f"the job payload is not valid: {exc}")
         return
-    await _GitLabJob(env, payload).run()
+    job = _GitLabJob(env, payload)
+    try:
+        await job.run()
+    finally:
+        job.watch.close()
 
 
 async def fail_broken_job(env: JobEnv, broken: BrokenJob) -> None:
@@ -111,15 +125,30 @@ async def _fail_unreadable(env: JobEnv, raw: Any, reason: str) -> None:
         log.error("the job payload has no usable id and token; GitLab cannot be told")
         return
     job = _GitLabJob(env, None, job_id=job_id, token=token)
-    await job.fail_before_start(reason)
+    try:
+        await job.fail_before_start(reason)
+    finally:
+        job.watch.close()
 
 
 class _GitLabJob:
-    def __init__(self, env: JobEnv, payload: JobPayload | None, *, job_id: int = 0, token: str = "") -> None:
+    def __init__(
+        self,
+        env: JobEnv,
+        payload: JobPayload | None,
+        *,
+        job_id: int = 0,
+        token: str = "",
+        adopted: bool = False,
+    ) -> None:
         self.env = env
         self.payload = payload
         self.id = payload.id if payload is not None else job_id
         self.token = payload.token if payload is not None else token
+        self.watch = env.observer.job(self.id, self.token, adopted=adopted)
+        if payload is not None:
+            # Before anything about the job is logged (its name, a translation error).
+            self.watch.mask(v.value.strip() for v in payload.variables if v.masked)
         self.cancel = asyncio.Event()
         self.abort = asyncio.Event()
         self.uploader = TraceUploader(
@@ -151,6 +180,7 @@ class _GitLabJob:
         self._on_status(reply.status, reply.job_status)
 
     def _on_accepted(self, sent: int) -> None:
+        self.watch.trace_accepted(sent)
         if self.recorder is not None:
             self.recorder.acknowledged(sent)
 
@@ -188,7 +218,10 @@ class _GitLabJob:
             after_script=bool(request.job.after_script),
             after_script_when=request.after_script_when,
             after_script_timeout=request.after_script_timeout,
-            resumable=request.transfers is None,
+            before_script=stages_between(
+                waits_for_services=any(s.ports for s in request.services), transfers=request.transfers
+            ),
+            after_stages=tuple(sorted(after_stages(request.transfers, project_dir=request.project_dir))),
             strategy="legacy_exec" if request.legacy_exec else "attach",
         )
         self.recorder = Recorder(journal, record, claim, trace, self.uploader.buffer)
@@ -263,7 +296,7 @@ class _GitLabJob:
                         settings=self.env.settings,
                         trace=trace,
                         cancel=self.cancel,
-                        progress=self.recorder.progress,
+                        progress=self.watch.progress(self.recorder.progress),
                     )
                 )
         except asyncio.CancelledError:
@@ -409,7 +442,7 @@ class _GitLabJob:
                 settings=self.env.settings,
                 trace=trace,
                 cancel=self.cancel,
-                progress=self.recorder.progress if self.recorder is not None else None,
+                progress=self.watch.progress(self.recorder.progress if self.recorder is not None else None),
             )
         )
 
@@ -458,6 +491,7 @@ class _GitLabJob:
     async def _finish(self, final: Final) -> None:
         """Flush the trace, then PUT the final state until GitLab takes it (200) or refuses (403/404),
         for at most `final_update_timeout` seconds in all."""
+        self.watch.finished(final.state, final.failure_reason)
         limit = self.env.runner.final_update_timeout
         try:
             async with asyncio.timeout(limit):
@@ -501,17 +535,18 @@ ADOPT_STATUS_WITHIN = 60.0
 async def adopt_job(env: JobEnv, journal: Journal, record: JobRecord, claim: Claim) -> None:
     """Carry on a job a previous runner process started (see `journal`); never raises for anything
     the job, the cluster or GitLab did."""
-    job = _GitLabJob(env, None, job_id=record.job_id, token=record.job_token)
+    job = _GitLabJob(env, None, job_id=record.job_id, token=record.job_token, adopted=True)
     try:
         await job.adopt(journal, record, claim)
     finally:
         job._stop_recording()
         claim.release()
+        job.watch.close()
 
 
 def _why_not_resumable(record: JobRecord) -> str:
     if not record.resumable:
-        return "a restarted runner cannot take over a job with cache or artifact stages"
+        return "a restarted runner of an older version cannot take over this job"
     if record.strategy != "attach":
         return f"a restarted runner cannot take over a job run by the {record.strategy} strategy"
     return "the runner restarted before the job's first stage started"

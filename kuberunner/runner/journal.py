@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from kuberunner.executor.results import Observation
-from kuberunner.executor.resume import STAGES, USER_STAGES_DONE, ResumeFrom, is_after_script
+from kuberunner.executor.resume import STAGES, USER_STAGES_DONE, ResumeFrom, resumable_stage
 from kuberunner.executor.strategy import JobState
 from kuberunner.gitlab.trace_upload import Chunk, TraceBuffer
 from kuberunner.trace import Trace
@@ -115,7 +115,12 @@ class JobRecord:
     after_script_timeout: float | None
     strategy: str = "attach"
     resumable: bool = True
-    """False for what a restarted runner cannot carry on (cache and artifact stages): it ends the job."""
+    """False for what a restarted runner cannot carry on: it ends the job (records of older versions
+    said so for jobs with cache or artifact stages)."""
+    before_script: tuple[str, ...] = ()
+    """The stages between get_sources and step_script (`resume.stages_between`)."""
+    after_stages: tuple[str, ...] = ()
+    """The cache and artifact stages after the script the pod has scripts for (`resume.after_stages`)."""
     started: dict[str, tuple[str, str]] = field(default_factory=dict)
     current: str | None = None
     checkpoint: Checkpoint | None = None
@@ -147,10 +152,8 @@ class JobRecord:
         point = self.checkpoint
         if not self.resumable or point is None or self.strategy != "attach":
             return None
-        if point.stage not in (*STAGES, USER_STAGES_DONE) and not is_after_script(point.stage):
-            return None
         when = self.after_script_when if self.after_script_when in ("on_success", "on_failure") else "always"
-        return ResumeFrom(
+        resume = ResumeFrom(
             namespace=self.namespace,
             pod=self.pod,
             git_sources=self.git_sources,
@@ -165,7 +168,10 @@ class JobRecord:
             after_script=self.after_script,
             after_script_when=when,  # type: ignore[arg-type]
             after_script_timeout=self.after_script_timeout,
+            before_script=self.before_script,
+            after_stages=frozenset(self.after_stages),
         )
+        return resume if resumable_stage(point.stage, resume) else None
 
     def to_json(self) -> dict[str, Any]:
         point = self.checkpoint
@@ -182,6 +188,8 @@ class JobRecord:
             "transport": self.transport,
             "git_sources": self.git_sources,
             "stages": list(STAGES),
+            "before_script": list(self.before_script),
+            "after_stages": list(self.after_stages),
             "current": self.current,
             "started": {stage: list(pair) for stage, pair in self.started.items()},
             "checkpoint": None if point is None else _checkpoint_json(point),
@@ -218,6 +226,8 @@ class JobRecord:
             pod=str(doc["pod"]),
             strategy=str(doc["strategy"]),
             resumable=bool(doc["resumable"]),
+            before_script=tuple(str(v) for v in doc.get("before_script", ())),
+            after_stages=tuple(str(v) for v in doc.get("after_stages", ())),
             transport=str(doc["transport"]),
             git_sources=bool(doc["git_sources"]),
             current=doc.get("current"),

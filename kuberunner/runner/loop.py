@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import ssl
 from collections.abc import AsyncIterator, Coroutine
@@ -22,16 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from kuberunner.config import RunnerEntry
-from kuberunner.errors import BadInput
+from kuberunner.errors import BadInput, ConfigFileError
 from kuberunner.executor.object_server import ObjectServer
 from kuberunner.gitlab.client import BrokenJob, GitLabClient, GitLabError, Timeouts, Untrusted
 from kuberunner.kube.client import KubeClient
 from kuberunner.kube.errors import KubeConfigError
 from kuberunner.local import EMBEDDED_HOST, ExecOptions, cluster_for, executor_settings
-from kuberunner.runner import system_id, tasks
+from kuberunner.runner import logs, system_id, tasks
 from kuberunner.runner.adoption import adopt_recorded, sweep_orphans
 from kuberunner.runner.gitlab_job import JobEnv, fail_broken_job, handle_job
 from kuberunner.runner.journal import DIRECTORY_NAME, Journal, owner_label
+from kuberunner.runner.metrics import NO_WATCH, EntryWatch, RunnerMetrics, short_token
+from kuberunner.runner.metrics_server import ListenAddress, MetricsServer, parse_listen_address
 from kuberunner.runner.settings import PollSettings, load_run_settings
 
 log = logging.getLogger("kuberunner.runner")
@@ -48,6 +51,9 @@ class RunOptions:
     context: str | None = None
     jobs_dir: Path | None = None
     """Where running jobs keep their records; None: `kuberunner-jobs` next to config.toml."""
+    log_level_flag: str | None = None
+    log_format_flag: str | None = None
+    """`--log-level`/`--log-format` as given; they win over config.toml's keys (GitLab Runner's rule)."""
 
 
 class _Slots:
@@ -120,6 +126,10 @@ class Runner:
         for job in list(self.jobs):
             job.cancel()
 
+    def health(self) -> dict[str, Any]:
+        """`/health`: answered at all means the loop runs; `stopping` while draining after a signal."""
+        return {"status": "stopping" if self.stopping.is_set() else "ok", "running_jobs": len(self.jobs)}
+
     async def serve(self, env: JobEnv, poll: PollSettings, system: str) -> None:
         """Request workers for one entry; returns when stopping."""
         own = _Slots(poll.limit or None)
@@ -131,6 +141,7 @@ class Runner:
 
     async def _worker(self, env: JobEnv, own: _Slots, system: str, last_update: list[str | None]) -> None:
         token = env.runner.token
+        logs.bind(runner=short_token(token))
         while not self.stopping.is_set():
             if not await self.slots.acquire(self.stopping):
                 return
@@ -225,11 +236,19 @@ def _job_id(raw: Any) -> str:
 
 @contextlib.asynccontextmanager
 async def _environment(
-    options: RunOptions, runner: RunnerEntry, *, system: str, journal: Journal
+    options: RunOptions,
+    runner: RunnerEntry,
+    *,
+    system: str,
+    journal: Journal,
+    observer: EntryWatch = NO_WATCH,
 ) -> AsyncIterator[JobEnv]:
     try:
         api = GitLabClient(
-            runner.url, timeouts=Timeouts(call=runner.gitlab_call_timeout), tls_ca_file=runner.tls_ca_file
+            runner.url,
+            timeouts=Timeouts(call=runner.gitlab_call_timeout),
+            tls_ca_file=runner.tls_ca_file,
+            on_answer=observer.api_answered,
         )
     except ValueError as exc:
         raise BadInput(f"runner {runner.name!r}: url {exc}") from exc
@@ -241,9 +260,17 @@ async def _environment(
     clusters = cluster_for(exec_options, runner, embedded_by_default=False)
     async with clusters as cfg, await KubeClient.open(cfg) as client, api, local_cache(runner) as cache:
         owner = owner_label(system, journal.directory)
-        settings = dataclasses.replace(executor_settings(runner, runner.kubernetes.namespace), owner=owner)
+        settings = dataclasses.replace(
+            executor_settings(runner, runner.kubernetes.namespace), owner=owner, observer=observer
+        )
         yield JobEnv(
-            api=api, runner=runner, client=client, settings=settings, journal=journal, local_cache=cache
+            api=api,
+            runner=runner,
+            client=client,
+            settings=settings,
+            journal=journal,
+            local_cache=cache,
+            observer=observer,
         )
 
 
@@ -270,21 +297,34 @@ async def local_cache(runner: RunnerEntry) -> AsyncIterator[ObjectServer | None]
 async def run_runners(options: RunOptions) -> int:
     """Serve until stopped by a signal; 0 after a clean stop, FAILED when no runner can go on."""
     settings = load_run_settings(options.config)
+    config = settings.config
+    scrubber = logs.adjust(
+        level=None if options.log_level_flag else config.log_level,
+        fmt=None if options.log_format_flag else config.log_format,
+    )
+    scrubber.hold(_secrets(config.runners))
     pairs = [(entry, poll) for entry, poll in settings.pairs() if entry.executor == "kubernetes"]
     if not pairs:
         raise BadInput(f'{options.config}: no [[runners]] entry with executor "kubernetes"')
+    address = _listen_address(options.config, config.listen_address)
     system = system_id.load_or_create(options.config)
-    runner = Runner(concurrent=settings.config.concurrent, check_interval=settings.check_interval)
+    runner = Runner(concurrent=config.concurrent, check_interval=settings.check_interval)
+    metrics = RunnerMetrics(concurrent=config.concurrent, system_id=system, scrubber=scrubber)
+    errors = metrics.error_counter()
+    logging.getLogger().addHandler(errors)
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, runner.on_signal, signum)
     try:
         async with contextlib.AsyncExitStack() as stack:
             journal = _journal(options)
+            if address is not None:
+                await _serve_metrics(stack, options.config, address, metrics, runner)
             envs: list[tuple[JobEnv, PollSettings]] = []
             for entry, poll in pairs:
                 try:
-                    context = _environment(options, entry, system=system, journal=journal)
+                    observer = metrics.entry(entry, limit=poll.limit)
+                    context = _environment(options, entry, system=system, journal=journal, observer=observer)
                     envs.append((await stack.enter_async_context(context), poll))
                 except KubeConfigError as exc:
                     raise BadInput(f"runner {entry.name!r}: {exc}") from exc
@@ -298,5 +338,43 @@ async def run_runners(options: RunOptions) -> int:
             await tasks.stop_all(runner.workers, within=10)
         return runner.status
     finally:
+        logging.getLogger().removeHandler(errors)
         for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
+
+
+def _secrets(entries: tuple[RunnerEntry, ...]) -> list[str]:
+    """What config.toml holds that no log line may show."""
+    found: list[str] = []
+    for entry in entries:
+        found += [entry.token, entry.kubernetes.bearer_token or "", entry.cache.s3.secret_key]
+    return [value for value in found if value]
+
+
+def _listen_address(config: Path, text: str | None) -> ListenAddress | None:
+    if text is None:
+        return None
+    try:
+        return parse_listen_address(text)
+    except ValueError as exc:
+        raise ConfigFileError(config, 0, str(exc), key="listen_address") from exc
+
+
+async def _serve_metrics(
+    stack: contextlib.AsyncExitStack,
+    config: Path,
+    address: ListenAddress,
+    metrics: RunnerMetrics,
+    runner: Runner,
+) -> None:
+    server = MetricsServer(metrics.registry, runner.health)
+    try:
+        bound = await server.start(address)
+    except OSError as exc:
+        # asyncio's text wraps the system's ("error while attempting to bind ..."): say the system's.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConfigFileError(
+            config, 0, f"cannot listen on {address}: {reason}", key="listen_address"
+        ) from exc
+    stack.push_async_callback(server.close)
+    log.warning("listening on %s for /metrics and /health", bound)

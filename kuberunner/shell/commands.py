@@ -36,6 +36,15 @@ def report_log_write_failure(paths: PodPaths) -> str:
     return f"printf {LOG_WRITE_FAILED} 1<>{quote(paths.log_status_file)}"
 
 
+def wake_log_reader(paths: PodPaths) -> str:
+    """Shell text that pokes the log reader's FIFO, if there is one (`PodPaths.log_wake_fifo`).
+
+    `1<>` opens without blocking even when no reader holds the FIFO open, and `-p` keeps a job's
+    regular file or symlink at that path from being written to (it only ever names a FIFO)."""
+    fifo = quote(paths.log_wake_fifo)
+    return f"[ -p {fifo} ] && printf '\\n' 1<>{fifo}"
+
+
 def start_stage(*, paths: PodPaths, stage: str, nonce: str, token: str, to_log_file: bool = True) -> bytes:
     """Run `stage` in the background of PID 1, its output then its exit marker appended to the log.
 
@@ -47,6 +56,10 @@ def start_stage(*, paths: PodPaths, stage: str, nonce: str, token: str, to_log_f
 
     When the guard cannot be made (and does not exist), or the marker cannot be appended, the log
     status file says LOG_WRITE_FAILED.
+
+    With the log file, the stage pokes the log reader as it starts (in the background: a FIFO a job
+    filled must not keep its script from being waited for) and after its marker, so a reader whose
+    `tail` polls (`file_transport`) sends the first output and the marker without waiting for a poll.
     """
     script = quote(paths.script(stage))
     guard = quote(f"{paths.logs_dir}/.started-{stage}-{token}")
@@ -54,10 +67,13 @@ def start_stage(*, paths: PodPaths, stage: str, nonce: str, token: str, to_log_f
     into = f" >>{quote(paths.log_file)}" if to_log_file else ""
     outer = " >/dev/null 2>&1" if to_log_file else ""
     give_up = report_log_write_failure(paths)
+    wake = wake_log_reader(paths)
+    wake_now, wake_after = (f" ({wake}) &", f"; {wake}") if to_log_file else ("", "")
     line = (
         f"if mkdir {guard} 2>/dev/null; then "
-        f'({stage_marker_variable(token)}=1 "$0" {script} </dev/null{into} 2>&1 & wait $!; '
-        f"printf '{marker}' $? {quote(stage)} {quote(nonce)}{into} || {give_up}) </dev/null{outer} & "
+        f'({stage_marker_variable(token)}=1 "$0" {script} </dev/null{into} 2>&1 & s=$!;{wake_now} wait $s; '
+        f"printf '{marker}' $? {quote(stage)} {quote(nonce)}{into} || {give_up}{wake_after}) "
+        f"</dev/null{outer} & "
         f"elif [ ! -d {guard} ]; then {give_up} 2>/dev/null; fi\n"
     )
     return line.encode()

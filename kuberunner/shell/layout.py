@@ -26,6 +26,13 @@ class PodPaths:
         a full volume) with LOG_WRITE_FAILED when a stage line cannot write to the log."""
         return f"{self.logs_dir}/.log-status"
 
+    @property
+    def log_wake_fifo(self) -> str:
+        """A FIFO the log reader makes when its `tail` cannot follow promptly (busybox polls once a
+        second): stage lines write a newline to it when a stage starts and after its marker, so the
+        reader copies what is new at once instead of at its next poll."""
+        return f"{self.logs_dir}/.log-wake"
+
     def script(self, stage: str) -> str:
         return f"{self.scripts_dir}/{stage}"
 

@@ -125,6 +125,7 @@ _SELECT = r"""awk '
 BEGIN { ni = ENVIRON["KR_NI"] + 0; ne = ENVIRON["KR_NE"] + 0 }
 {
   for (j = 1; j <= ne; j++) if ($0 ~ ENVIRON["KR_E" j]) next
+  if (ENVIRON["KR_ALL"] == "1") { print; next }
   hit = 0
   for (i = 1; i <= ni; i++) if ($0 ~ ENVIRON["KR_I" i]) { n[i]++; hit = 1 }
   if (hit) print
@@ -146,12 +147,20 @@ def _select(
     env = [f"KR_NI={len(paths)}", f"KR_NE={len(exclude)}", f"KR_DIR={quote(project_dir)}"]
     for i, pattern in enumerate(paths, 1):
         env += [f"KR_I{i}={quote(glob_regex(pattern))}", f"KR_S{i}={quote(pattern)}"]
+    exclude_env = ""
     for j, pattern in enumerate(exclude, 1):
         env.append(f"KR_E{j}={quote(glob_regex(pattern))}")
+        exclude_env += f" KR_E{j}={quote(glob_regex(pattern))}"
     listing = "find . -mindepth 1 \\( -type f -o -type l \\) -print | sed 's|^\\./||'"
     text = f"{listing} | env {' '.join(env)} {_SELECT} >{into}\n"
     if untracked:
-        text += f"git ls-files -o >>{into} 2>/dev/null || true\nsort -u -o {into} {into}\n"
+        # Every file git does not track, .gitignore'd ones included (GitLab's `untracked`); `exclude`
+        # applies to them too.
+        text += (
+            f"git ls-files -o 2>/dev/null | env KR_ALL=1 KR_NI=0 KR_NE={len(exclude)}{exclude_env} {_SELECT}"
+            f" >>{into}"
+            f"\nsort -u -o {into} {into}\n"
+        )
     return text
 
 

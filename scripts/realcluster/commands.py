@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import build, configs, images, node, pki
+from . import build, configs, images, node, pki, runner_image
 from .layout import (
     CGROUP_PARENT,
     COMPONENTS,
@@ -29,7 +29,7 @@ from .layout import (
 )
 from .proc import Failure, run, tail
 
-USAGE = "usage: scripts/real-cluster up | down | status | exec -- CMD [ARG...]"
+USAGE = "usage: scripts/real-cluster up | down | status | runner-image [--write-lock] | exec -- CMD [ARG...]"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -258,6 +258,26 @@ def exec_(layout: Layout, argv: list[str], env: Mapping[str, str]) -> int:
     os.execvpe("nsenter", ["nsenter", f"--target={holder}", "--net", "--", *argv], full_env)
 
 
+def runner_image_command(layout: Layout) -> int:
+    """The runner's image (deploy's Dockerfile, made locally) built once and put into the running
+    cluster's containerd unless it holds it already; prints the image's name."""
+    holder = node.holder(layout)
+    if holder is None or not all(_running(layout).values()):
+        raise Failure("the cluster is not up (see `scripts/real-cluster status`)")
+    name, tar = runner_image.build(REPO, layout.images, REPO / ".venv" / "bin" / "python")
+    ctr = ["ctr", f"--address={CONTAINERD_SOCKET}", "--namespace=k8s.io"]
+    held = run(node.in_namespaces(holder, [*ctr, "images", "ls", "-q"]), capture=True).split()
+    if name not in held:
+        run(node.in_namespaces(holder, [*ctr, "images", "import", str(tar)]), quiet=True)
+    stale = [
+        image for image in held if image.startswith(runner_image.IMAGE_REPOSITORY + ":") and image != name
+    ]
+    if stale:
+        run(node.in_namespaces(holder, [*ctr, "images", "rm", *stale]), quiet=True)
+    print(name)
+    return 0
+
+
 def main(args: list[str], env: Mapping[str, str]) -> int:
     layout = layout_from(env)
     try:
@@ -268,6 +288,11 @@ def main(args: list[str], env: Mapping[str, str]) -> int:
                 return down(layout)
             case ["status"]:
                 return status(layout)
+            case ["runner-image"]:
+                return runner_image_command(layout)
+            case ["runner-image", "--write-lock"]:
+                print(runner_image.write_lock(REPO / ".venv" / "bin" / "python"))
+                return 0
             case ["exec", "--", *command] if command:
                 return exec_(layout, command, env)
             case _:

@@ -138,8 +138,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 "ipam": {
                     "type": "host-local",
                     "ranges": [[{"subnet": POD_SUBNET}]],
-                    # The node's subnet only (tests/gitlab's fake GitLab listens there); no default route.
-                    "routes": [{"dst": NODE_SUBNET}],
+                    # The node's subnet (tests/gitlab's fake GitLab listens there) and the Service range
+                    # (the `kubernetes` Service, see node.IN_NAMESPACE_SETUP); no default route.
+                    "routes": [{"dst": NODE_SUBNET}, {"dst": SERVICE_RANGE}],
                     "dataDir": str(layout.state / "cni-ipam"),
                 },
             }

@@ -31,12 +31,14 @@ class Layer:
         self._tar = tarfile.open(fileobj=self._buffer, mode="w", format=tarfile.PAX_FORMAT)  # noqa: SIM115 - closed by finish()
         self._seen: set[str] = set()
 
-    def directory(self, path: str, mode: int = 0o755) -> None:
+    def directory(self, path: str, mode: int = 0o755, uid: int = 0) -> None:
         path = path.strip("/")
         if not path or path in self._seen:
             return
         self.directory(os.path.dirname(path))
-        self._add(tarfile.TarInfo(path), tarfile.DIRTYPE, mode)
+        info = tarfile.TarInfo(path)
+        info.uid = info.gid = uid
+        self._add(info, tarfile.DIRTYPE, mode)
 
     def file(self, path: str, data: bytes, mode: int = 0o644) -> None:
         path = path.strip("/")

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .layout import CGROUP_PARENT, NODE_IP, NODE_PREFIX, Layout
+from .layout import CGROUP_PARENT, NODE_IP, NODE_PREFIX, SERVICE_IP, Layout
 from .proc import Failure, run, tail
 
 CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
@@ -33,10 +33,15 @@ ip link set rc0 up
 mount --make-rshared /
 mount -t tmpfs -o mode=0755 real-cluster-run /run
 mount -t tmpfs -o mode=0755 real-cluster-log /var/log
+for chain in PREROUTING OUTPUT; do
+  iptables -t nat -A $chain -d {SERVICE_IP} -p tcp --dport 443 -j DNAT --to-destination {NODE_IP}:6443
+done
 """
 """Inside the new namespaces only: the node's address, shared propagation for containerd and the kubelet,
 and fresh /run and /var/log (containerd's state and shim sockets, pod netns files, pod logs and the
-kubelet's /var/log/containers links), so nothing of them lands on the machine's file system."""
+kubelet's /var/log/containers links), so nothing of them lands on the machine's file system. There is no
+kube-proxy: two DNAT rules stand in for it for the one Service pods need, `kubernetes`, so in-cluster
+config (KUBERNETES_SERVICE_HOST) reaches the API server as on any cluster."""
 
 
 # -- process identity -------------------------------------------------------------------------------------

@@ -4,12 +4,13 @@ helper stages a GitLab job runs, against the runner's own object server; on both
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
 from real.cluster import HELPER_IMAGE, REAL_KUBECONFIG, TEST_HOST_ADDRESS
 
-from .execution import Cluster, Target, run_exec
+from .execution import BIN, Cluster, Target, run_exec
 
 BUILD_AND_TEST = {
     "stages": ["build", "test"],
@@ -98,3 +99,104 @@ def test_exec_sets_the_predefined_variables_a_local_run_knows(cluster: Cluster, 
     assert f"\ntrue lint feature feature {sha}\n".encode() in done.stdout
     assert f"\n{sha[:8]} shop shop running\n".encode() in done.stdout
     assert b"\npipeline id set\n" in done.stdout
+
+
+DEPENDENCIES = """
+spec:
+  inputs:
+    out:
+      default: out
+---
+stages: [build, test]
+default:
+  artifacts:
+    paths: ["$[[ inputs.out ]]/"]
+    untracked: true
+a:
+  stage: build
+  script: mkdir -p $[[ inputs.out ]] && echo a > $[[ inputs.out ]]/a.txt
+b:
+  stage: build
+  script: mkdir -p $[[ inputs.out ]] && echo b > $[[ inputs.out ]]/b.txt
+.look:
+  stage: test
+  inherit:
+    default: false
+  script: echo "sees:$(ls $[[ inputs.out ]] 2>/dev/null | tr '\\n' ' ')"
+only-a:
+  extends: .look
+  dependencies: [a]
+none:
+  extends: .look
+  dependencies: []
+every:
+  extends: .look
+"""
+
+
+def test_default_artifacts_reach_the_jobs_that_dependencies_name(target: Target, tmp_path: Path) -> None:
+    """`default: artifacts` is every build job's; `dependencies` picks whose a test job gets; the main
+    file's `spec:inputs` takes `--input` (issues 13 and 14)."""
+    work = tmp_path / "project"
+    work.mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[[runners]]\nname = "deps"\n[runners.cache.local]\nListenAddress = "{TEST_HOST_ADDRESS}"\n'
+    )
+    home = {"HOME": str(tmp_path / "home")}
+    done = run_exec(
+        target.cluster,
+        work,
+        DEPENDENCIES,
+        *target.args,
+        "-c",
+        str(config),
+        "--input",
+        "out=dist",
+        env={**home, "KUBERNETES_IMAGE": HELPER_IMAGE} if REAL_KUBECONFIG else home,
+    )
+    trace = done.stdout.decode(errors="replace")
+    assert done.status == 0, trace[-3000:] + done.stderr
+    seen = dict(re.findall(r"\n(\S+) +\| sees:(.*)\n", trace))
+    assert seen == {"only-a": "a.txt ", "none": "", "every": "a.txt b.txt "}, trace[-3000:]
+    # `untracked` cannot work on an archive without .git: said, not silently dropped.
+    warning = (
+        "WARNING: artifacts:untracked collects nothing under exec (the pod's project is not a git clone)"
+    )
+    assert sorted(re.findall(rf"\n(\S+) +\| {re.escape(warning)}\n", trace)) == ["a", "b"]
+
+
+def test_a_missing_input_of_the_main_file_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / ".gitlab-ci.yml").write_text(DEPENDENCIES.replace("      default: out\n", ""))
+    done = subprocess.run(
+        [str(BIN), "exec", "-f", str(tmp_path / ".gitlab-ci.yml"), "--list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "KUBECONFIG": str(tmp_path / "none")},
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        f"kuberunner: error: {tmp_path}/.gitlab-ci.yml:4: `out` input: required value has not been provided\n"
+    )
+    listed = subprocess.run(
+        [
+            str(BIN),
+            "exec",
+            "-f",
+            str(tmp_path / ".gitlab-ci.yml"),
+            "--list",
+            "--input",
+            "out=x",
+            "--input",
+            "y=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "KUBECONFIG": str(tmp_path / "none")},
+    )
+    assert (listed.returncode, listed.stderr) == (
+        2,
+        f"kuberunner: error: {tmp_path}/.gitlab-ci.yml: unknown input arguments: y\n",
+    )

@@ -21,7 +21,8 @@ KUBECTL = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "kubectl"
 
 
 class FakeKubelet:
-    """contracts.Kubelet without processes: Running on add, gone `delete_delay` s after a delete."""
+    """contracts.Kubelet without processes: Running on add, gone `delete_delay` s (at most the grace
+    period) after a delete."""
 
     def __init__(self, store: ObjectStore, *, delete_delay: float = 0.2) -> None:
         self.store = store
@@ -69,11 +70,11 @@ class FakeKubelet:
         meta = pod["metadata"]
         self.deleting.append((meta["name"], grace_seconds))
         if grace_seconds > 0:
+            # At the latest when the grace period ends, as a real node kills what ignores SIGTERM.
+            delay = min(self.delete_delay, grace_seconds)
             loop = asyncio.get_running_loop()
             self._timers.append(
-                loop.call_later(
-                    self.delete_delay, self.store.remove_pod, meta["namespace"], meta["name"], meta["uid"]
-                )
+                loop.call_later(delay, self.store.remove_pod, meta["namespace"], meta["name"], meta["uid"])
             )
 
     async def handle_log(self, request: web.Request, pod: RawObject) -> web.StreamResponse:
@@ -100,18 +101,23 @@ class Ran:
 
 @dataclass
 class Kubectl:
-    """Real kubectl against the cluster, with a private HOME and discovery cache."""
+    """Real kubectl against the cluster, with a private HOME and discovery cache; `namespace` is the
+    default for every command (a later `-n` wins)."""
 
     kubeconfig: Path
     home: Path
+    namespace: str | None = None
+    binary: Path = KUBECTL
 
     def argv(self, *args: str) -> list[str]:
+        namespaced = ["--namespace", self.namespace] if self.namespace else []
         return [
-            str(KUBECTL),
+            str(self.binary),
             "--kubeconfig",
             str(self.kubeconfig),
             "--cache-dir",
             str(self.home / "cache"),
+            *namespaced,
             *args,
         ]
 

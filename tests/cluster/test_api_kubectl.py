@@ -1,4 +1,7 @@
-"""Real kubectl 1.37 against the server: apply, get, get -w, delete, errors, and what it requests."""
+"""Real kubectl 1.37 against the server: apply, get, get -w, delete, errors, and what it requests.
+
+Runs on both tiers (tests/cluster/tier.py) except where it looks inside the embedded server.
+"""
 
 from __future__ import annotations
 
@@ -7,57 +10,66 @@ import json
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kuberunner.cluster.server import EmbeddedCluster
-from tests.cluster.api_helpers import FakeKubelet, Kubectl, pod_manifest
+from tests.cluster.api_helpers import Kubectl, pod_manifest
+from tests.cluster.tier import Target
 
 
-def manifest(tmp_path: Path, name: str, image: str = "busybox:1.36") -> str:
-    path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps(pod_manifest(name, image=image)))
+def pod(target: Target, name: str, image: str | None = None, **spec: Any) -> dict[str, Any]:
+    body = pod_manifest(name, image=image or target.image)
+    body["spec"].update(spec)
+    return body
+
+
+def manifest(tmp_path: Path, obj: dict[str, Any]) -> str:
+    path = tmp_path / f"{obj['metadata']['name']}.json"
+    path.write_text(json.dumps(obj))
     return str(path)
 
 
-async def test_apply_creates_then_patches(kubectl: Kubectl, cluster: EmbeddedCluster, tmp_path: Path) -> None:
-    ran = await kubectl("apply", "-f", manifest(tmp_path, "web"))
+async def test_apply_creates_then_patches(api_target: Target, tmp_path: Path) -> None:
+    kubectl = api_target.kubectl
+    ran = await kubectl("apply", "-f", manifest(tmp_path, pod(api_target, "web")))
     assert (ran.rc, ran.out, ran.err) == (0, "pod/web created\n", "")
-    ran = await kubectl("apply", "-f", manifest(tmp_path, "web"))
+    ran = await kubectl("apply", "-f", manifest(tmp_path, pod(api_target, "web")))
     assert (ran.rc, ran.out) == (0, "pod/web unchanged\n")
-    ran = await kubectl("apply", "-f", manifest(tmp_path, "web", image="busybox:1.37"))
+    ran = await kubectl("apply", "-f", manifest(tmp_path, pod(api_target, "web", api_target.other_image)))
     assert (ran.rc, ran.out, ran.err) == (0, "pod/web configured\n", "")
-    pod = cluster.store.get("pods", "default", "web")
-    assert pod is not None
-    assert pod["spec"]["containers"][0]["image"] == "busybox:1.37"
-    assert pod["spec"]["containers"][0]["command"] == ["sleep", "3600"]
-    assert "kubectl.kubernetes.io/last-applied-configuration" in pod["metadata"]["annotations"]
+    stored = await api_target.require("pod", "web")
+    assert stored["spec"]["containers"][0]["image"] == api_target.other_image
+    assert stored["spec"]["containers"][0]["command"] == ["sleep", "3600"]
+    assert "kubectl.kubernetes.io/last-applied-configuration" in stored["metadata"]["annotations"]
 
 
-async def test_create_reports_validation_errors(kubectl: Kubectl, tmp_path: Path) -> None:
-    bad = pod_manifest("bad")
+async def test_create_reports_validation_errors(api_target: Target, tmp_path: Path) -> None:
+    bad = pod(api_target, "bad")
     del bad["spec"]["containers"][0]["image"]
-    path = tmp_path / "bad.json"
-    path.write_text(json.dumps(bad))
-    ran = await kubectl("create", "-f", str(path))
+    ran = await api_target.kubectl("create", "-f", manifest(tmp_path, bad))
     assert ran.rc == 1
     assert 'The Pod "bad" is invalid: spec.containers[0].image: Required value' in ran.err
 
 
-async def test_get_pods_prints_the_usual_columns(kubectl: Kubectl, cluster: EmbeddedCluster) -> None:
-    await cluster.store.create("pods", "default", pod_manifest("web"))
-    ran = await kubectl("get", "pods")
+async def test_get_pods_prints_the_usual_columns(api_target: Target) -> None:
+    await api_target.create(pod(api_target, "web"))
+    ran = await api_target.kubectl("wait", "--for=condition=Ready", "pod/web", "--timeout=60s", limit=70)
+    assert ran.rc == 0, ran.err
+    ran = await api_target.kubectl("get", "pods")
     assert ran.rc == 0
     header, row = ran.out.splitlines()
     assert header.split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     assert re.fullmatch(r"web\s+1/1\s+Running\s+0\s+\d+s", row)
 
 
-async def test_get_missing_pod(kubectl: Kubectl) -> None:
-    ran = await kubectl("get", "pod", "nope")
+async def test_get_missing_pod(api_target: Target) -> None:
+    ran = await api_target.kubectl("get", "pod", "nope")
     assert (ran.rc, ran.out, ran.err) == (1, "", 'Error from server (NotFound): pods "nope" not found\n')
 
 
+@pytest.mark.embedded_only("drives the pod's status through the fake kubelet")
 async def test_get_pods_watch_shows_a_change(kubectl: Kubectl, cluster: EmbeddedCluster) -> None:
     await cluster.store.create("pods", "default", pod_manifest("web"))
     proc = await kubectl.start("get", "pods", "-w")
@@ -83,23 +95,23 @@ async def test_get_pods_watch_shows_a_change(kubectl: Kubectl, cluster: Embedded
         await proc.wait()
 
 
-async def test_delete_returns_once_the_pod_is_gone(
-    kubectl: Kubectl, cluster: EmbeddedCluster, fake_kubelet: FakeKubelet
-) -> None:
-    fake_kubelet.delete_delay = 0.5
-    await cluster.store.create("pods", "default", pod_manifest("web"))
-    ran = await kubectl("delete", "pod", "web")
-    assert (ran.rc, ran.out) == (0, 'pod "web" deleted from default namespace\n')
-    assert fake_kubelet.deleting == [("web", 30)]
-    assert cluster.store.get("pods", "default", "web") is None
+async def test_delete_returns_once_the_pod_is_gone(api_target: Target) -> None:
+    """`sleep` ignores SIGTERM: the pod goes when its 2 s grace period ends, and kubectl waits."""
+    await api_target.create(pod(api_target, "web", terminationGracePeriodSeconds=2))
+    ran = await api_target.kubectl("wait", "--for=condition=Ready", "pod/web", "--timeout=60s", limit=70)
+    assert ran.rc == 0, ran.err
+    ran = await api_target.kubectl("delete", "pod", "web")
+    assert (ran.rc, ran.out) == (0, f'pod "web" deleted from {api_target.namespace} namespace\n')
+    assert await api_target.get("pod", "web") is None
 
 
+@pytest.mark.embedded_only("reads the embedded server's request log")
 async def test_requests_kubectl_sends(
     kubectl: Kubectl, cluster: EmbeddedCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Documents what kubectl 1.37 asks for; the report lists these requests."""
     caplog.set_level(logging.DEBUG, logger="kuberunner.cluster.api.apiserver")
-    assert (await kubectl("apply", "-f", manifest(tmp_path, "web"))).rc == 0
+    assert (await kubectl("apply", "-f", manifest(tmp_path, pod_manifest("web")))).rc == 0
     assert (await kubectl("delete", "pod", "web")).rc == 0
     seen = [r.getMessage() for r in caplog.records if r.getMessage().startswith("request ")]
     paths = [m.split()[2] for m in seen]
@@ -113,15 +125,19 @@ async def test_requests_kubectl_sends(
     assert any("g=apidiscovery.k8s.io" in m for m in seen if "/api?" in m)
 
 
-async def test_typed_create_commands_send_protobuf(kubectl: Kubectl, cluster: EmbeddedCluster) -> None:
+async def test_typed_create_commands(api_target: Target) -> None:
+    """kubectl sends these as protobuf to a server that offers it."""
+    kubectl = api_target.kubectl
     ran = await kubectl("create", "secret", "generic", "s1", "--from-literal=a=b", "--from-literal=c=dd")
     assert (ran.rc, ran.out) == (0, "secret/s1 created\n")
     ran = await kubectl("create", "configmap", "c1", "--from-literal=x=y")
     assert (ran.rc, ran.out) == (0, "configmap/c1 created\n")
-    ran = await kubectl("create", "namespace", "team")
-    assert (ran.rc, ran.out) == (0, "namespace/team created\n")
-    secret = cluster.store.get("secrets", "default", "s1")
-    assert secret is not None and secret["data"] == {"a": "Yg==", "c": "ZGQ="}
-    configmap = cluster.store.get("configmaps", "default", "c1")
-    assert configmap is not None and configmap["data"] == {"x": "y"}
-    assert cluster.store.get("namespaces", "", "team") is not None
+    team = api_target.name("team")
+    ran = await kubectl("create", "namespace", team)
+    assert (ran.rc, ran.out) == (0, f"namespace/{team} created\n")
+    try:
+        assert (await api_target.require("secret", "s1"))["data"] == {"a": "Yg==", "c": "ZGQ="}
+        assert (await api_target.require("cm", "c1"))["data"] == {"x": "y"}
+        assert (await api_target.require("ns", team))["status"] == {"phase": "Active"}
+    finally:
+        await kubectl("delete", "namespace", team, "--wait=false")

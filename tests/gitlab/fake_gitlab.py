@@ -96,6 +96,8 @@ class Fault:
     """PATCH: append the bytes, then wait for this event before replying (set `arrived`). A final
     PUT: wait for it, then answer 503 without recording anything."""
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    peer: tuple[str, int] | None = None
+    """The runner's end of the connection a held request came on (to cut that one path)."""
 
 
 class FakeGitLab:
@@ -106,6 +108,10 @@ class FakeGitLab:
         self.queue: list[int] = []
         self.requests: list[tuple[float, str, str, int]] = []
         """(monotonic time, method, path, reply status) of every request."""
+        self.arrivals: list[tuple[float, str, str, tuple[str, int]]] = []
+        """(monotonic time, method, path, the runner's end of the connection) as each request came."""
+        self.held_polls: list[tuple[str, int]] = []
+        """The runner's end of each `jobs/request` connection at the moment its long poll began."""
         self.faults: list[Fault] = []
         self.long_poll = long_poll
         self.trace_interval = trace_interval
@@ -181,6 +187,10 @@ class FakeGitLab:
         return self.base_url
 
     async def close(self) -> None:
+        # Held long polls end now, as at a Workhorse restart; the server's cleanup would otherwise
+        # wait out each one (up to `long_poll` seconds).
+        async with self._changed:
+            self._changed.notify_all()
         if self._site is not None:
             await self._site.cleanup()
 
@@ -198,6 +208,7 @@ class FakeGitLab:
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.arrivals.append((time.monotonic(), request.method, request.path, _peer(request)))
         for fault in self.faults:
             if (
                 fault.times > 0
@@ -278,6 +289,8 @@ class FakeGitLab:
             return _json({"message": "403 Forbidden"}, 403)
         headers = {"Gitlab-Ci-Builds-Polling": "yes"}
         if body.get("last_update") == str(runner.queue_version):
+            # Workhorse's long poll: held until the queue changes or the duration ends, then 204.
+            self.held_polls.append(_peer(request))
             async with self._changed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), timeout=self.long_poll)
@@ -368,6 +381,7 @@ class FakeGitLab:
         for fault in self.faults:
             if fault.hold is not None and fault.times > 0 and request.method == fault.method:
                 fault.times -= 1
+                fault.peer = _peer(request)
                 fault.arrived.set()
                 await fault.hold.wait()
         return _json(
@@ -424,6 +438,7 @@ class FakeGitLab:
                 and body.get("state") != "running"
             ):
                 fault.times -= 1
+                fault.peer = _peer(request)
                 fault.arrived.set()
                 await fault.hold.wait()
                 return _json({"message": "held"}, 503)
@@ -447,6 +462,12 @@ class FakeGitLab:
             job.exit_code = body.get("exit_code")
         job.finished.set()
         return _json({"message": "200"}, 200, {**headers, "Job-Status": job.state})
+
+
+def _peer(request: web.Request) -> tuple[str, int]:
+    assert request.transport is not None
+    host, port = request.transport.get_extra_info("peername")[:2]
+    return str(host), int(port)
 
 
 def _argv_holding(secret: bytes) -> list[bytes]:

@@ -7,76 +7,21 @@ import json
 import re
 import signal
 import stat
-import subprocess
 import zlib
 from pathlib import Path
 
 import pytest
-from cli.execution import BIN, Cluster
+from cli.cluster_objects import job_objects, kubectl
+from cli.execution import Cluster
 
 from kuberunner.gitlab.trace_upload import Chunk, TraceBuffer
 
 from .fake_gitlab import FakeGitLab, Fault
+from .restartable import Restartable, down_for_a_while
 from .runner_process import RunnerProcess, finished, script_job, until, write_config
 
 COUNT = 100
 NUMBERED = f'for i in $(seq 1 {COUNT}); do echo "line $i"; sleep 0.1; done'
-
-
-def leftovers(cluster: Cluster, job_id: int) -> list[str]:
-    """The job's pods and Secrets still in the cluster."""
-    found = subprocess.run(
-        [
-            str(BIN.parent / "kubectl"),
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "get",
-            "pods,secrets",
-            "-o",
-            "name",
-            "-l",
-            f"kuberunner.io/job={job_id}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return found.stdout.split()
-
-
-class Restartable:
-    """A `kuberunner run` that can be SIGKILLed and started again on the same config.toml."""
-
-    def __init__(self, gitlab: FakeGitLab, cluster: Cluster, tmp_path: Path, transport: str = "file") -> None:
-        runner = gitlab.add_runner()
-        self.token = runner.token
-        self.config = write_config(
-            tmp_path / "config.toml",
-            url=gitlab.base_url,
-            token=runner.token,
-            kubernetes=f'    log_transport = "{transport}"\n',
-        )
-        self.cluster = cluster
-        self.records = tmp_path / "kuberunner-jobs"
-        self.logs: list[str] = []
-        self.process = RunnerProcess(cluster, self.config)
-
-    def kill(self) -> None:
-        self.process.process.kill()
-        self.process.process.wait()
-        self.process._log.close()
-        self.logs.append(self.process.log())
-        self.process.log_path.rename(self.process.log_path.with_suffix(f".{len(self.logs)}.log"))
-
-    def start(self) -> None:
-        self.process = RunnerProcess(self.cluster, self.config)
-
-    def log(self) -> str:
-        return "\n---- restart ----\n".join([*self.logs, self.process.log()])
-
-    def record_files(self) -> list[str]:
-        return sorted(p.name for p in self.records.iterdir()) if self.records.exists() else []
 
 
 def numbered_lines(trace: bytes) -> list[int]:
@@ -108,7 +53,7 @@ async def test_a_restarted_runner_takes_over_a_running_job_with_an_exact_trace(
     assert (job.state, job.exit_code) == ("success", None)
     assert job.checksum_ok
     assert job.text.count(b"Job succeeded") == 1
-    assert leftovers(gitlab_cluster, job.id) == []
+    assert job_objects(gitlab_cluster, job.id) == []
     assert runner.record_files() == []
 
 
@@ -118,12 +63,6 @@ def numbered(prefix: str, count: int) -> str:
 
 def lines_of(prefix: bytes, trace: bytes) -> list[int]:
     return [int(n) for n in re.findall(rb"^" + prefix + rb" ([0-9]+)$", trace, flags=re.MULTILINE)]
-
-
-async def down_for_a_while(runner: Restartable, seconds: float = 2) -> None:
-    """Kill the runner and leave it down while the job goes on in its pod (a scenario, not a wait)."""
-    runner.kill()
-    await asyncio.sleep(seconds)
 
 
 async def test_a_failing_job_taken_over_reports_its_exit_code_and_runs_after_script_once(
@@ -142,7 +81,7 @@ async def test_a_failing_job_taken_over_reports_its_exit_code_and_runs_after_scr
     assert (job.state, job.failure_reason, job.exit_code) == ("failed", "script_failure", 3)
     assert job.text.count(b"\nafter-script-ran\n") == 1
     assert job.checksum_ok
-    assert leftovers(gitlab_cluster, job.id) == []
+    assert job_objects(gitlab_cluster, job.id) == []
     assert runner.record_files() == []
 
 
@@ -168,7 +107,7 @@ async def test_a_kill_during_after_script_and_a_second_kill_keep_the_trace_exact
     assert job.state == "success"
     assert job.checksum_ok
     assert job.text.count(b"section_start:") == job.text.count(b"section_end:") == 3
-    assert leftovers(gitlab_cluster, job.id) == []
+    assert job_objects(gitlab_cluster, job.id) == []
     assert runner.record_files() == []
 
 
@@ -195,7 +134,7 @@ async def test_a_job_taken_over_while_gitlab_answers_503_still_ends_exactly(
     assert lines_of(b"line", job.text) == list(range(1, 41)), runner.log()[-3000:]
     assert job.state == "success"
     assert job.checksum_ok
-    assert leftovers(gitlab_cluster, job.id) == []
+    assert job_objects(gitlab_cluster, job.id) == []
 
 
 async def test_a_job_that_finished_while_the_runner_was_down_is_reported_with_its_full_trace(
@@ -213,7 +152,7 @@ async def test_a_job_that_finished_while_the_runner_was_down_is_reported_with_it
     assert job.state == "success", runner.log()[-3000:]
     assert job.text.count(b"\nstarted\n") == job.text.count(b"\nfinished\n") == 1
     assert job.checksum_ok
-    assert leftovers(gitlab_cluster, job.id) == []
+    assert job_objects(gitlab_cluster, job.id) == []
     assert runner.record_files() == []
 
 
@@ -252,7 +191,7 @@ async def test_a_job_canceled_while_the_runner_was_down_runs_after_script_and_en
         await runner.process.stop()
     assert job.state == "canceled", runner.log()[-3000:]
     assert job.text.count(b"\ncleaning-up\n") == 1
-    assert leftovers(gitlab_cluster, job.id) == []
+    assert job_objects(gitlab_cluster, job.id) == []
     assert runner.record_files() == []
 
 
@@ -264,28 +203,17 @@ async def test_pods_of_this_runner_without_a_record_are_deleted_at_start(
     try:
         await until(lambda: b"started\n" in job.text, what="the job to start", within=60)
         runner.kill()
-        pods = leftovers(gitlab_cluster, job.id)
+        pods = job_objects(gitlab_cluster, job.id)
         pod = next(name for name in pods if name.startswith("pod/"))
         for path in runner.records.iterdir():
             path.unlink()
         runner.start()
         await until(
-            lambda: leftovers(gitlab_cluster, job.id) == [], what="the orphan to be deleted", within=30
+            lambda: job_objects(gitlab_cluster, job.id) == [], what="the orphan to be deleted", within=30
         )
     finally:
         await runner.process.stop()
     assert f"deleting orphaned pod default/{pod.removeprefix('pod/')}" in runner.log()
-
-
-def kubectl(cluster: Cluster, *args: str) -> str:
-    found = subprocess.run(
-        [str(BIN.parent / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return found.stdout
 
 
 async def test_a_runner_started_while_another_drains_leaves_that_ones_jobs_alone(
@@ -350,7 +278,7 @@ async def test_a_job_a_restarted_runner_cannot_carry_on_ends_as_a_system_failure
     assert b"cannot take over a job run by the legacy_exec strategy" in job.text
     assert job.text.count(b"\nstarted\n") == 1
     assert job.checksum_ok
-    assert leftovers(gitlab_cluster, job.id) == []
+    assert job_objects(gitlab_cluster, job.id) == []
 
 
 def test_a_continued_trace_skips_what_gitlab_holds_and_keeps_the_whole_checksum() -> None:

@@ -12,6 +12,7 @@ from cli.execution import Cluster
 from real.cluster import TEST_HOST_ADDRESS
 
 from kuberunner.cluster import tls
+from kuberunner.runner.metrics import short_token
 
 from .fake_gitlab import FakeGitLab
 from .runner_process import RunnerProcess, finished, script_job, write_config
@@ -107,6 +108,7 @@ async def test_run_trusts_tls_ca_file_and_stops_at_once_without_it(
         f"kuberunner: runner kuberunner: requesting a job: GitLab's TLS certificate at "
         f"{https_gitlab.base_url.removeprefix('https://')} cannot be verified against the system's CAs "
         "(no tls-ca-file): self-signed certificate; this runner takes no more jobs"
+        f"  runner={short_token(registered.token)}"
     ]
 
     job = https_gitlab.enqueue(script_job("cat version.txt", 'head -1 "$CI_SERVER_TLS_CA_FILE"'))

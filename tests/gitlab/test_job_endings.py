@@ -3,34 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 
+from cli.cluster_objects import job_objects
 from cli.execution import BIN, Cluster
+from real.cluster import REAL_KUBECONFIG
 
 from .fake_gitlab import FakeGitLab
 from .runner_process import finished, script_job, started_runner, until
 
 
 def pods_of(cluster: Cluster, job_id: int) -> list[str]:
-    found = subprocess.run(
-        [
-            str(BIN.parent / "kubectl"),
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "get",
-            "pods",
-            "-o",
-            "name",
-            "-l",
-            f"kuberunner.io/job={job_id}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return found.stdout.split()
+    return job_objects(cluster, job_id, "pods")
+
+
+# The job timeout counts from the job's start, pod creation included, and a job that times out
+# before its pod runs gets no after_script. Four pods starting at once on a real node can take
+# several seconds, so the timeout there leaves room for the script to be running when it fires.
+TIMEOUT = 15 if REAL_KUBECONFIG else 3
 
 
 async def test_success_exit_3_timeout_and_deleted_pod(
@@ -38,7 +28,7 @@ async def test_success_exit_3_timeout_and_deleted_pod(
 ) -> None:
     ok = gitlab.enqueue(script_job("echo fine"))
     exit3 = gitlab.enqueue(script_job("echo failing", "exit 3", after=("echo after the failure",)))
-    slow = gitlab.enqueue(script_job("sleep 4321", after=("echo after the timeout",), timeout=3))
+    slow = gitlab.enqueue(script_job("sleep 4321", after=("echo after the timeout",), timeout=TIMEOUT))
     doomed = gitlab.enqueue(script_job("echo started", "sleep 4322"))
     runner = await started_runner(gitlab, gitlab_cluster, tmp_path, concurrent=4)
     try:
@@ -68,7 +58,7 @@ async def test_success_exit_3_timeout_and_deleted_pod(
 
     assert (slow.state, slow.failure_reason) == ("failed", "job_execution_timeout")
     assert b"after the timeout\n" in slow.text
-    assert slow.text.endswith(b"ERROR: Job failed: execution took longer than 3s\x1b[0;m\n")
+    assert slow.text.endswith(f"ERROR: Job failed: execution took longer than {TIMEOUT}s\x1b[0;m\n".encode())
 
     assert (doomed.state, doomed.failure_reason) == ("failed", "runner_system_failure")
     assert b"ERROR: Job failed (system failure)" in doomed.text

@@ -82,4 +82,4 @@ def test_sockets_to_gitlab_use_short_tcp_keepalive() -> None:
     with _keepalive_socket((info[0], info[1], info[2], info[3], info[4])) as sock:
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         options = (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT)
-        assert [sock.getsockopt(socket.IPPROTO_TCP, o) for o in options] == [5, 2, 3]
+        assert [sock.getsockopt(socket.IPPROTO_TCP, o) for o in options] == [2, 1, 3]

@@ -260,6 +260,66 @@ def test_default_wins_over_deprecated_globals() -> None:
     assert only_job("image: old\ndefault: {image: new}\nbuild:\n  script: x\n").image == "new"
 
 
+TRANSFER_DEFAULTS = """
+default:
+  artifacts: {paths: [out/], when: always}
+  cache: {key: deps, paths: [.deps/]}
+  services: [postgres:16]
+"""
+
+
+def transfer_summary(job: JobSpec) -> tuple[object, ...]:
+    transfers = job.transfers
+    if transfers is None:
+        return (None, (), ())
+    artifacts = transfers.artifacts.paths if transfers.artifacts is not None else None
+    return (artifacts, tuple(c.key for c in transfers.caches), tuple(s.name for s in transfers.services))
+
+
+def test_default_artifacts_cache_and_services_reach_jobs_without_their_own() -> None:
+    job = only_job(TRANSFER_DEFAULTS + "build:\n  script: x\n")
+    assert transfer_summary(job) == (("out/",), ("deps",), ("postgres:16",))
+    assert job.transfers is not None and job.transfers.artifacts is not None
+    assert job.transfers.artifacts.when == "always"
+
+
+def test_a_jobs_own_cache_replaces_the_default_whole() -> None:
+    job = only_job(TRANSFER_DEFAULTS + "build:\n  cache: {paths: [vendor/]}\n  services: []\n  script: x\n")
+    # Not merged with the default's key: the job's cache is `default`-keyed, its services none.
+    assert transfer_summary(job) == (("out/",), ("default",), ())
+
+
+@pytest.mark.parametrize(
+    ("inherit", "expected"),
+    [
+        pytest.param("false", (None, (), ()), id="none"),
+        pytest.param("[cache, image]", (None, ("deps",), ()), id="some"),
+        pytest.param("true", (("out/",), ("deps",), ("postgres:16",)), id="all"),
+    ],
+)
+def test_inherit_default_picks_artifacts_cache_and_services(
+    inherit: str, expected: tuple[object, ...]
+) -> None:
+    job = only_job(TRANSFER_DEFAULTS + f"build:\n  inherit:\n    default: {inherit}\n  script: x\n")
+    assert transfer_summary(job) == expected
+
+
+def test_top_level_cache_and_services_act_as_defaults_and_default_wins() -> None:
+    job = only_job("cache: {key: old, paths: [a/]}\nservices: [redis]\nbuild:\n  script: x\n")
+    assert transfer_summary(job) == (None, ("old",), ("redis",))
+    assert job.warnings == () and parse("services: [redis]\nbuild:\n  script: x\n").warnings == ()
+    job = only_job("cache: {key: old}\ndefault:\n  cache: {key: new}\nbuild:\n  script: x\n")
+    assert transfer_summary(job) == (None, ("new",), ())
+
+
+def test_a_malformed_default_cache_is_refused_at_its_line() -> None:
+    with pytest.raises(JobFileError) as caught:
+        parse("default:\n  cache: [3]\nbuild:\n  script: x\n")
+    assert str(caught.value).endswith(
+        ":2: default: 'cache' must be a mapping or a list of mappings, not an integer"
+    )
+
+
 @pytest.mark.parametrize("keyword", sorted(keywords.DEFAULT_IGNORED))
 def test_unsupported_default_keywords_warn_once(keyword: str) -> None:
     pipeline = parse(f"default:\n  {keyword}: x\nbuild:\n  script: x\nother:\n  script: y\n")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest_asyncio
 
 from kuberunner.cluster.server import EmbeddedCluster
 from kuberunner.faultproxy import FaultProxy, rewrite_kubeconfig
-from kuberunner.kube import config, podwatch, sockets
+from kuberunner.kube import config, podwatch
 from kuberunner.kube.client import KubeClient
 from kuberunner.kube.config import ClusterConfig
 from kuberunner.kube.errors import ApiUnreachable, BodyTooLarge, KubeError
@@ -85,31 +84,6 @@ async def test_watch_asks_for_bookmarks_and_hands_them_on(client: KubeClient, fa
     assert "allowWatchBookmarks" not in fake.requests[-1][2]
     assert [k async for k, _ in client.watch_pod("default", "p1", bookmarks=True)] == ["BOOKMARK"]
     assert fake.requests[-1][2]["allowWatchBookmarks"] == "true"
-
-
-async def test_every_connection_rest_and_stream_gets_short_tcp_keepalive(
-    fake: FakeApi, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    made: list[tuple[int, int, int, int]] = []
-    real = sockets.set_keepalive
-
-    def recording(sock: socket.socket, settings: sockets.Keepalive) -> None:
-        real(sock, settings)
-        made.append(
-            (
-                sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
-                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
-                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
-                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
-            )
-        )
-
-    monkeypatch.setattr(sockets, "set_keepalive", recording)
-    fake.watch = WatchScript([])
-    async with await KubeClient.open(ClusterConfig(host=fake.url, token=TOKEN)) as client:
-        await client.get_pod("default", "p1")
-        assert [k async for k, _ in client.watch_pod("default", "p1")] == []
-    assert made == [(1, 15, 5, 3)] * 2  # the pooled REST connection and the watch's own
 
 
 # -- the decision ------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ def make_plan(
     changed: frozenset[str] | None = None,
     files: Mapping[str, str] | None = None,
     fetch: Fetch = no_fetch,
+    inputs: Mapping[str, str] | None = None,
 ) -> Plan:
     for name, content in (files or {}).items():
         (project / name).parent.mkdir(parents=True, exist_ok=True)
@@ -39,7 +40,13 @@ def make_plan(
     path = project / ".gitlab-ci.yml"
     path.write_text(textwrap.dedent(text))
     request = PlanRequest(
-        file=path, variables=variables, names=names, manual=manual, changed=changed, fetch=fetch
+        file=path,
+        variables=variables,
+        names=names,
+        manual=manual,
+        changed=changed,
+        fetch=fetch,
+        inputs=inputs or {},
     )
     return plan_pipeline(request)
 

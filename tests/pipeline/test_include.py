@@ -88,6 +88,7 @@ def test_inputs_are_interpolated_with_defaults(tmp_path: Path) -> None:
                 stage:
                   default: test
                 jobs:
+                  type: number
                   default: 1
             ---
             "$[[ inputs.name ]]-job":

@@ -12,7 +12,7 @@ import base64
 import copy
 from typing import Any
 
-from kuberunner.cluster.api import pods, shapes, validation
+from kuberunner.cluster.api import omitempty, pods, shapes, validation
 from kuberunner.cluster.api.kinds import RESOURCES
 from kuberunner.cluster.status import StatusError, bad_request, invalid
 
@@ -50,6 +50,7 @@ def decode(resource: str, body: Any) -> RawObject:
     except shapes.ShapeError as exc:
         raise cannot_handle(resource, str(exc)) from exc
     obj: RawObject = copy.deepcopy(body)
+    omitempty.drop_false_flags(kind, obj)
     sent_kind = obj.get("kind")
     sent_version = obj.get("apiVersion")
     if sent_kind not in (None, "") and sent_kind != kind:

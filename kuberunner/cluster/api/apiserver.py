@@ -104,13 +104,24 @@ async def openapi_v1(request: web.Request) -> web.Response:
     return rest.json_response(discovery.openapi_v1())
 
 
-OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+OPENAPI_V2_PROTOBUF_ASKED = (
+    "com.github.proto-openapi.spec.v2@v1.0+protobuf",
+    "com.github.proto-openapi.spec.v2.v1.0+protobuf",
+)
+"""What clients ask for (kubectl 1.27/1.28 the `@` form, which is no valid media type); the answer
+is always labelled with the `.` form, as a real server does, so Go's mime parser accepts it."""
 
 
 async def openapi_v2(request: web.Request) -> web.Response:
-    if OPENAPI_V2_PROTOBUF in request.headers.get("Accept", ""):
-        return web.Response(body=discovery.openapi_v2_protobuf(), content_type=OPENAPI_V2_PROTOBUF)
-    return rest.json_response(discovery.openapi_v2_document())
+    accept = request.headers.get("Accept", "")
+    if any(f"application/{subtype}" in accept for subtype in OPENAPI_V2_PROTOBUF_ASKED):
+        response = web.Response(body=discovery.openapi_v2_protobuf())
+        response.headers["Content-Type"] = OPENAPI_V2_PROTOBUF
+    else:
+        response = rest.json_response(discovery.openapi_v2_document())
+    response.headers["Vary"] = "Accept"
+    return response
 
 
 async def pod_stream(request: web.Request) -> web.StreamResponse:

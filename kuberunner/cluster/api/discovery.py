@@ -19,6 +19,10 @@ from kuberunner.cluster.api.kinds import RESOURCES
 VERSION_INFO: dict[str, str] = {
     "major": "1",
     "minor": "34",
+    "emulationMajor": "1",
+    "emulationMinor": "34",
+    "minCompatibilityMajor": "1",
+    "minCompatibilityMinor": "33",
     "gitVersion": "v1.34.0-kuberunner",
     "gitCommit": "0000000000000000000000000000000000000000",
     "gitTreeState": "clean",
@@ -27,6 +31,9 @@ VERSION_INFO: dict[str, str] = {
     "compiler": "gc",
     "platform": "linux/amd64",
 }
+
+OPENAPI_INFO_VERSION = f"{VERSION_INFO['major']}.{VERSION_INFO['minor']}"
+"""What a real server puts in both OpenAPI documents' `info.version`: major.minor, not gitVersion."""
 
 # Sub-resources the server routes, with the kind discovery reports and their verbs.
 SUBRESOURCES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -141,7 +148,7 @@ def openapi_v1() -> dict[str, Any]:
         }
     return {
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": VERSION_INFO["gitVersion"]},
+        "info": {"title": "Kubernetes", "version": OPENAPI_INFO_VERSION},
         "paths": paths,
         "components": {"schemas": {}},
     }
@@ -162,11 +169,11 @@ def openapi_v2_document() -> dict[str, Any]:
     """A Swagger 2.0 document without paths or definitions: kubectl 1.27/1.28 fetch it before every
     `apply -f`, `create -f`, `replace` and `diff` and fail when it is missing; with no schema for a
     kind they fall back to their built-in types, and field validation stays the server's (v3)."""
-    return {"swagger": "2.0", "info": {"title": "Kubernetes", "version": VERSION_INFO["gitVersion"]}}
+    return {"swagger": "2.0", "info": {"title": "Kubernetes", "version": OPENAPI_INFO_VERSION}}
 
 
 def openapi_v2_protobuf() -> bytes:
     """`openapi_v2_document` as the gnostic openapi_v2.Document protobuf client-go asks for
     (swagger=1, info=2 with title=1 and version=2)."""
-    info = _length_delimited(1, b"Kubernetes") + _length_delimited(2, VERSION_INFO["gitVersion"].encode())
+    info = _length_delimited(1, b"Kubernetes") + _length_delimited(2, OPENAPI_INFO_VERSION.encode())
     return _length_delimited(1, b"2.0") + _length_delimited(2, info)

@@ -100,7 +100,13 @@ def schedule(pod: dict[str, Any], node_name: str) -> None:
     pod["status"] = {
         "phase": "Pending",
         "conditions": [
-            {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": stamp}
+            {
+                "type": "PodScheduled",
+                "status": "True",
+                "lastProbeTime": None,
+                "lastTransitionTime": stamp,
+                "observedGeneration": int(pod["metadata"].get("generation", 1)),
+            }
         ],
         "hostIP": NODE_IP,
         "hostIPs": [{"ip": NODE_IP}],

@@ -7,6 +7,7 @@ event per line. Errors are raised as `StatusError` and encoded by the app's midd
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -72,6 +73,7 @@ async def collection(request: web.Request) -> web.StreamResponse:
     if request.method == "GET":
         if verb == "watch":
             return await watch_stream.serve(request, state, resource, namespace)
+        await _await_version(request, state)
         return _list(request, state, resource, namespace)
     if request.method == "POST":
         if namespace is None and RESOURCES[resource].namespaced:
@@ -224,9 +226,24 @@ def _manager(request: web.Request) -> str:
     return managed.manager_name(request.query.get("fieldManager"), request.headers.get("User-Agent", ""))
 
 
+FUTURE_VERSION_WAIT_SECONDS = 3.0
+"""How long a real server waits for a list's resourceVersion to be reached before its 504."""
+FUTURE_VERSION_POLL_SECONDS = 0.05
+
+
+async def _await_version(request: web.Request, state: ApiState) -> None:
+    """A list at a version not reached yet waits for it, up to 3 s, as a real server's cache does."""
+    wanted = requests.resource_version(request)
+    deadline = asyncio.get_running_loop().time() + FUTURE_VERSION_WAIT_SECONDS
+    while wanted is not None and wanted > state.store.resource_version:
+        if asyncio.get_running_loop().time() >= deadline:
+            return
+        await asyncio.sleep(FUTURE_VERSION_POLL_SECONDS)
+
+
 def _check_exact(request: web.Request, current: int) -> None:
-    """A list at a version this server has not reached is a 504 (the real one gives up after
-    waiting 3 s; here nothing else will write meanwhile). resourceVersionMatch=Exact asks for the
+    """A list at a version this server has not reached (after `_await_version`) is a 504 with
+    Retry-After, as the real one answers after waiting 3 s. resourceVersionMatch=Exact asks for the
     list as it was at that version; only the current state is kept, so an older one is gone (410),
     as past the real server's compaction."""
     wanted = requests.resource_version(request)

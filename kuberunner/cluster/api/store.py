@@ -29,6 +29,7 @@ from kuberunner.cluster.api import (
     managed,
     nodeobject,
     patching,
+    podclasses,
     pods,
     podsecurity,
     unknown,
@@ -207,6 +208,7 @@ class Store:
             managed.record(None, obj, manager=manager, operation=operation, time=kinds.rfc3339(kinds.now()))
         if resource == "pods":
             self._admit_service_account(obj)
+            podclasses.admit_classes(obj)
             pods.default_tolerations(obj)
             podsecurity.check_pod(obj, allow_host_path=self.allow_host_path)
             pods.schedule(obj, self.node_name)

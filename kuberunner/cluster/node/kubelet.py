@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import shutil
 import signal
 import time
@@ -29,6 +30,7 @@ from kuberunner.cluster.node.runtime import (
     Container,
     ContainerConfig,
     ExitStatus,
+    LogFile,
     Mount,
     Runtime,
     StartFailed,
@@ -62,6 +64,7 @@ class PodWorker:
             init=[ContainerRecord(str(c["name"]), c, True) for c in spec.get("initContainers") or []],
             apps=[ContainerRecord(str(c["name"]), c, False) for c in spec.get("containers") or []],
             qos_class=qos_class(pod),
+            generation=int(meta.get("generation", 1)),
         )
         for record in self.state.init[:1]:
             record.waiting("ContainerCreating")
@@ -240,13 +243,13 @@ class PodWorker:
         self.event("Pulled", f'Container image "{image}" already present on machine')
         if record.spec.get("tty"):
             return self._start_error(
-                record, "tty: true is not supported by this node (no terminal emulation)"
+                record, config, "tty: true is not supported by this node (no terminal emulation)"
             )
         self.event("Created", f"Created container: {record.name}")
         try:
             container = await self.kubelet.runtime.start(config)
         except StartFailed as exc:
-            return self._start_error(record, f"failed to create containerd task: {exc}")
+            return self._start_error(record, config, f"failed to create containerd task: {exc}")
         record.logs.append(container.log)
         self.running[record.name] = container
         record.running(container.id, container.started_ns)
@@ -262,11 +265,16 @@ class PodWorker:
         self.publish()
         return status
 
-    def _start_error(self, record: ContainerRecord, message: str) -> ExitStatus:
+    def _start_error(self, record: ContainerRecord, config: ContainerConfig, message: str) -> ExitStatus:
         status = ExitStatus(
             code=128, signal=None, reason="StartError", finished_ns=time.time_ns(), message=message
         )
-        record.container_id = None  # no process ever ran: the status names no container
+        # containerd made the container, and its empty log, before its task failed: a real status
+        # names it, and `kubectl logs` of it prints nothing instead of an error.
+        record.container_id = secrets.token_hex(32)
+        log = LogFile(config.log_path)
+        log.close()
+        record.logs.append(log)
         record.terminated(status, 0)
         self.event("Failed", f"Error: {message}", "Warning")
         self.publish()
@@ -280,6 +288,7 @@ class PodWorker:
             for c in pod["spec"].get(group) or []
         }
         self.pod["spec"] = pod["spec"]
+        self.state.generation = int(pod["metadata"].get("generation", self.state.generation))
         grace = int(pod["spec"].get("terminationGracePeriodSeconds", 30))
         for record in self.records():
             new = specs.get(record.name)

@@ -72,7 +72,8 @@ class ContainerRecord:
         term: dict[str, Any] = {
             "exitCode": status.code,
             "reason": status.reason,
-            "startedAt": format_rfc3339(started_ns) if started_ns else None,
+            # A container that never started: the Unix epoch, as the kubelet reports it.
+            "startedAt": format_rfc3339(started_ns),
             "finishedAt": format_rfc3339(status.finished_ns),
         }
         if self.container_id:
@@ -101,9 +102,22 @@ class ContainerRecord:
             "imageID": f"{_repository(image)}@sha256:{digest}",
             "started": "running" in self.state,
         }
+        resources = self.spec.get("resources") or {}
+        rendered["resources"] = {k: resources[k] for k in ("limits", "requests") if resources.get(k)}
         if self.container_id:
             rendered["containerID"] = f"containerd://{self.container_id}"
+            mounts = [_mount_status(m) for m in self.spec.get("volumeMounts") or []]
+            if mounts:
+                rendered["volumeMounts"] = mounts
         return rendered
+
+
+def _mount_status(mount: dict[str, Any]) -> dict[str, Any]:
+    """A mount as the runtime reports it: a read-only one says recursive read-only is off."""
+    status: dict[str, Any] = {"name": mount.get("name"), "mountPath": mount.get("mountPath")}
+    if mount.get("readOnly"):
+        status |= {"readOnly": True, "recursiveReadOnly": "Disabled"}
+    return status
 
 
 @dataclass(slots=True)
@@ -111,6 +125,8 @@ class PodState:
     init: list[ContainerRecord]
     apps: list[ContainerRecord]
     qos_class: str
+    generation: int = 1
+    """The spec generation this status is about: the kubelet's observedGeneration, on every condition."""
     start_time: str = field(default_factory=now)
     sandbox_ready: bool = False
     reason: str | None = None
@@ -146,6 +162,7 @@ class PodState:
             "status": value,
             "lastProbeTime": None,
             "lastTransitionTime": self._transitions[kind][1],
+            "observedGeneration": self.generation,
         }
         if not ok and reason:
             condition["reason"] = reason
@@ -185,6 +202,7 @@ class PodState:
             "startTime": self.start_time,
             "qosClass": self.qos_class,
             "containerStatuses": [r.render() for r in self.apps],
+            "observedGeneration": self.generation,
         }
         if self.init:
             status["initContainerStatuses"] = [r.render() for r in self.init]

@@ -5,16 +5,17 @@ resolved and the DAG checked for cycles."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kuberunner.errors import JobFileError
 from kuberunner.job import values
-from kuberunner.job.gitlab_ci import read_jobs, read_root, read_text
+from kuberunner.job.gitlab_ci import jobs_document, read_jobs, read_text
 from kuberunner.job.spec import JobSpec
-from kuberunner.job.yaml_nodes import Map
+from kuberunner.job.yaml_nodes import Map, load_documents
 from kuberunner.pipeline.plan import keywords
 from kuberunner.pipeline.plan.include import Fetch, fetch_remote, resolve_includes
+from kuberunner.pipeline.plan.inputs import main_file_documents
 from kuberunner.pipeline.plan.keywords import JobKeywords
 from kuberunner.pipeline.plan.model import Need, Plan, PlannedJob, When
 from kuberunner.pipeline.plan.rules import Outcome, RuleContext, evaluate_only_except, evaluate_rules
@@ -31,6 +32,8 @@ class PlanRequest:
     """--manual: run every manual job too."""
     changed: frozenset[str] | None = None
     fetch: Fetch = fetch_remote
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    """`--input NAME=VALUE`: the main file's own `spec:inputs`, as text read by each input's type."""
 
 
 @dataclass(slots=True)
@@ -48,7 +51,8 @@ def plan_pipeline(request: PlanRequest) -> Plan:
     path = request.file
     project_dir = path.resolve().parent
     warnings: list[str] = []
-    root = read_root(read_text(path), path, warnings)
+    documents = main_file_documents(load_documents(read_text(path), path), request.inputs, path)
+    root = jobs_document(documents, path, warnings)
     base = RuleContext(request.variables, project_dir, request.changed)
     merged = resolve_includes(root, path, context=base, fetch=request.fetch)
     read = read_jobs(merged.root, path, warnings, origins=merged.origins)
@@ -204,7 +208,8 @@ def _resolve_needs(planned: list[PlannedJob], jobs: list[_Read], excluded: list[
         nodes.setdefault(job.base, []).append(job)
     by_name = {j.name: j for j in jobs}
     result = []
-    for job in planned:
+    for written in planned:
+        job = _with_dependencies(written, by_name[written.base].keywords, nodes)
         refs = by_name[job.base].keywords.needs
         if refs is None:
             result.append(job)
@@ -231,6 +236,14 @@ def _resolve_needs(planned: list[PlannedJob], jobs: list[_Read], excluded: list[
                 needs.append(Need(target.name, ref.optional, ref.artifacts))
         result.append(replace(job, needs=tuple(needs)))
     return result
+
+
+def _with_dependencies(job: PlannedJob, found: JobKeywords, nodes: dict[str, list[PlannedJob]]) -> PlannedJob:
+    """`dependencies:` as plan job names: a parallel job named there stands for all its nodes."""
+    if found.dependencies is None:
+        return job
+    names = tuple(node.name for name, _ in found.dependencies for node in nodes.get(name, ()))
+    return replace(job, dependencies=names)
 
 
 def _check_cycles(planned: list[PlannedJob], path: Path) -> None:

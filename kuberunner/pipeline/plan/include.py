@@ -19,6 +19,7 @@ from pathlib import Path
 from kuberunner.errors import JobFileError
 from kuberunner.job.inheritance import deep_merge
 from kuberunner.job.yaml_nodes import Entry, Map, Node, Scalar, Seq, describe, load_documents
+from kuberunner.pipeline.plan.inputs import input_values, interpolate
 from kuberunner.pipeline.plan.rules import RuleContext, evaluate_rules
 
 MAX_INCLUDES = 150
@@ -31,7 +32,6 @@ SERVER_ONLY = ("project", "template", "component")
 INCLUDE_KEYS = frozenset({"local", "remote", "rules", "inputs", "file", "ref", *SERVER_ONLY})
 
 Fetch = Callable[[str], bytes]
-_INPUT = re.compile(r"\$\[\[\s*inputs\.([A-Za-z0-9_-]+)\s*\]\]")
 
 
 def fetch_remote(url: str) -> bytes:
@@ -212,8 +212,8 @@ def _read(data: bytes, file: Path, inputs: dict[str, Node] | None) -> Map:
         if documents and isinstance(documents[0], Scalar) and documents[0].value is None:
             return Map((), 1)
         raise JobFileError(file, 0, "Included file must be a mapping of jobs")
-    values = _input_values(header, inputs, file)
-    return _interpolate(documents[0], values, file)  # type: ignore[return-value]
+    values = input_values(header, inputs, file)
+    return interpolate(documents[0], values, file)  # type: ignore[return-value]
 
 
 def _inputs(entry: Entry | None, path: Path) -> dict[str, Node] | None:
@@ -222,74 +222,6 @@ def _inputs(entry: Entry | None, path: Path) -> dict[str, Node] | None:
     if not isinstance(entry.value, Map):
         raise JobFileError(path, entry.key_line, "include:inputs config should be a hash")
     return {e.key: e.value for e in entry.value}
-
-
-def _input_values(header: Map | None, given: dict[str, Node] | None, file: Path) -> dict[str, Node]:
-    given = dict(given or {})
-    specs: Map = Map((), 0)
-    if header is not None:
-        spec = header.get("spec")
-        inputs = spec.value.get("inputs") if spec is not None and isinstance(spec.value, Map) else None
-        if inputs is not None and isinstance(inputs.value, Map):
-            specs = inputs.value
-    values: dict[str, Node] = {}
-    for entry in specs:
-        if entry.key in given:
-            values[entry.key] = given.pop(entry.key)
-            continue
-        default = entry.value.get("default") if isinstance(entry.value, Map) else None
-        if default is None:
-            raise JobFileError(
-                file, entry.key_line, f"`{entry.key}` input: required value has not been provided"
-            )
-        values[entry.key] = default.value
-    if given:
-        raise JobFileError(file, 0, f"unknown input arguments: {', '.join(given)}")
-    return values
-
-
-def _interpolate(node: Node, values: dict[str, Node], file: Path) -> Node:
-    if isinstance(node, Scalar) and isinstance(node.value, str) and "$[[" in node.value:
-        whole = _INPUT.fullmatch(node.value.strip())
-        if whole is not None:
-            return _value(whole.group(1), values, file, node.line)
-        return Scalar(_substitute(node.value, values, file, node.line), node.line)
-    if isinstance(node, Seq):
-        return Seq(tuple(_interpolate(i, values, file) for i in node.items), node.line)
-    if isinstance(node, Map):
-        entries = []
-        for e in node.entries:
-            key = _substitute(e.key, values, file, e.key_line)
-            entries.append(Entry(key, e.key_line, _interpolate(e.value, values, file)))
-        return Map(tuple(entries), node.line)
-    return node
-
-
-def _substitute(text: str, values: dict[str, Node], file: Path, line: int) -> str:
-    def one(match: re.Match[str]) -> str:
-        value = _value(match.group(1), values, file, line)
-        if not isinstance(value, Scalar):
-            raise JobFileError(
-                file, line, f"input `{match.group(1)}` is {describe(value)}; only text fits in a string"
-            )
-        return _text_of(value)
-
-    return _INPUT.sub(one, text)
-
-
-def _value(name: str, values: dict[str, Node], file: Path, line: int) -> Node:
-    if name not in values:
-        raise JobFileError(file, line, f"unknown interpolation key: `{name}`")
-    return values[name]
-
-
-def _text_of(node: Scalar) -> str:
-    value = node.value
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _text(entry: Entry, path: Path) -> str:

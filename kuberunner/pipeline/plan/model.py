@@ -35,6 +35,8 @@ class PlannedJob:
     when: When = "on_success"
     needs: tuple[Need, ...] | None = None
     """None: the job waits for every earlier stage; a tuple (maybe empty): only for these jobs."""
+    dependencies: tuple[str, ...] | None = None
+    """`dependencies:` as plan job names (a parallel job's nodes each); None: the keyword is absent."""
     allow_failure: bool = False
     exit_codes: frozenset[int] = frozenset()
     """With `allow_failure: exit_codes:`: only these exit codes are allowed to fail."""
@@ -60,3 +62,18 @@ class Plan:
     """`workflow:rules` decided no pipeline is created at all."""
     variables: tuple[tuple[str, str], ...] = field(default=())
     """Variables `workflow:rules` set for every job."""
+
+    def artifact_sources(self, job: PlannedJob) -> tuple[str, ...]:
+        """Whose artifacts `job` gets, as GitLab picks them: the `needs` that want artifacts (or, without
+        `needs`, every job of an earlier stage), narrowed to `dependencies:` when it names any;
+        `dependencies: []` takes none, whatever `needs` says."""
+        if job.dependencies == ():
+            return ()
+        if job.needs is not None:
+            found = [need.name for need in job.needs if need.artifacts]
+        else:
+            found = [other.name for other in self.jobs if other.stage_index < job.stage_index]
+        if job.dependencies is not None:
+            wanted = set(job.dependencies)
+            found = [name for name in found if name in wanted]
+        return tuple(found)
