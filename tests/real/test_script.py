@@ -81,5 +81,6 @@ def test_usage() -> None:
     done = subprocess.run([str(SCRIPT), "sideways"], capture_output=True, text=True, timeout=30)
     assert (done.returncode, done.stderr) == (
         2,
-        "usage: scripts/real-cluster up | down | status | exec -- CMD [ARG...]\n",
+        "usage: scripts/real-cluster up | down | status | runner-image [--write-lock]"
+        " | exec -- CMD [ARG...]\n",
     )
