@@ -105,7 +105,7 @@ def main() -> None:
     cases = {
         "critical path: 4-job chain (baseline)": (pipeline(1), None),
         f"20 jobs, --concurrency {args.concurrency}": (pipeline(5), args.concurrency),
-        f"20 jobs, default concurrency ({os.cpu_count()} CPUs)": (pipeline(5), None),
+        f"20 jobs, default concurrency (4 x {os.cpu_count()} CPUs)": (pipeline(5), None),
     }
     found: dict[str, list[Sample]] = {name: [] for name in cases}
     with tempfile.TemporaryDirectory(prefix="kr-bench-pipeline-") as tmp, ClusterProcess() as cluster:

@@ -147,7 +147,7 @@ def main(ctx: click.Context, verbose: bool, log_level: str | None, log_format: s
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1, max=1000),
-    help="How many jobs run at once (default: the number of CPUs).",
+    help="How many jobs run at once (default: 4 per CPU).",
 )
 def exec_command(
     jobs: tuple[str, ...],
