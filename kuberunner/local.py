@@ -244,6 +244,7 @@ def executor_settings(runner: RunnerEntry | None, namespace: str) -> ExecutorSet
         image=k8s.image or image,
         runner_name=dns_slug(runner.name, limit=20) or defaults.runner_name,
         pod_start_timeout=float(k8s.poll_timeout),
+        pod_poll_interval=float(k8s.poll_interval),
         log_transport=k8s.log_transport,
         memory_limit=k8s.memory_limit,
         helper_image=k8s.helper_image or helper_image,

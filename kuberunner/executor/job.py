@@ -175,9 +175,7 @@ async def run_job(
     if job.broken.done():
         return decide(Observation((), system_error=job.broken.result()))
     try:
-        job.report("pod")
-        await _create_pod(job, request)
-        early = await _wait_for_running(job, request, deadline=deadline)
+        early = await _start_pod(job, request, deadline=deadline)
         if early is not None:
             seen = early
         else:
@@ -326,6 +324,7 @@ def _with_overwrites(settings: ExecutorSettings, request: JobRequest, trace: Tra
         image=request.job.image,
         default_image=settings.image,
         service_images=[service.image for service in request.services],
+        image_pull_policy=request.job.image_pull_policy,
     )
     for note in resolved.notes:
         trace.runner_line(note)
@@ -337,7 +336,38 @@ def _pod_name(settings: ExecutorSettings, request: JobRequest) -> str:
     return f"{settings.runner_name}-{slug}-{secrets.token_hex(4)}"
 
 
-async def _create_pod(job: JobContext, request: JobRequest) -> None:
+async def _start_pod(job: JobContext, request: JobRequest, *, deadline: float) -> Observation | None:
+    """Create the pod and wait until it runs: None then, else how the job ended before it started.
+
+    With several pull policies (`pull_policy = ["never", "if-not-present"]`), as in GitLab Runner, a
+    pod whose image cannot be pulled is deleted and made again, under a new name, with the next
+    policy; the last one's failure is the job's."""
+    policies = job.settings.pod.pull_policy or (None,)
+    for attempt, policy in enumerate(policies, start=1):
+        if attempt > 1:
+            job.state.pod = _pod_name(job.settings, request)
+        job.report("pod")
+        await _create_pod(job, request, pull_policy=policy)
+        ended = await _wait_for_running(job, request, deadline=deadline)
+        if not isinstance(ended, podhealth.Broken):
+            return ended
+        if not ended.image_pull or attempt == len(policies):
+            return Observation((), system_error=ended.reason)
+        job.trace.runner_line(
+            f'WARNING: Failed to start the pod with pull policy "{policy}": {ended.reason}', level="warning"
+        )
+        await _delete_pod(job)
+        if job.cancel.is_set():
+            return Observation((), canceled=True)
+        job.trace.runner_line(
+            f'Attempt #{attempt + 1}: trying pull policy "{policies[attempt]}" for image '
+            f'"{request.job.image or job.settings.image}"'
+        )
+    raise AssertionError("unreachable: the last pull policy returns")
+
+
+async def _create_pod(job: JobContext, request: JobRequest, *, pull_policy: str | None) -> None:
+    """`pull_policy`: the one this attempt uses, out of the configured list (None: none configured)."""
     settings = job.settings
     image = request.job.image or settings.image
     helper = HELPER_CONTAINER in job.plan.containers
@@ -361,7 +391,10 @@ async def _create_pod(job: JobContext, request: JobRequest) -> None:
     design = dataclasses.replace(
         design, script_keys=tuple(k for k in files if k not in private), private_keys=tuple(private)
     )
-    pod_body = apply_pod_options(build_pod(design), settings.pod)
+    options = settings.pod
+    if pull_policy is not None:
+        options = dataclasses.replace(options, pull_policy=(pull_policy,))
+    pod_body = apply_pod_options(build_pod(design), options)
     pod = await retrying.create_once(
         client,
         create=lambda: client.create_pod(namespace, pod_body),
@@ -450,8 +483,11 @@ def _get_sources(request: JobRequest, archive_path: str, ca_path: str) -> str:
     )
 
 
-async def _wait_for_running(job: JobContext, request: JobRequest, *, deadline: float) -> Observation | None:
-    """None once every container runs; otherwise how the job ended before it could start."""
+async def _wait_for_running(
+    job: JobContext, request: JobRequest, *, deadline: float
+) -> Observation | podhealth.Broken | None:
+    """None once every container runs; otherwise how the job ended before it could start (Broken:
+    the pod itself says why, perhaps an image another pull policy may get)."""
     loop = asyncio.get_running_loop()
     limit = min(deadline, loop.time() + job.settings.pod_start_timeout)
     name = f"{job.state.namespace}/{job.state.pod}"
@@ -462,7 +498,7 @@ async def _wait_for_running(job: JobContext, request: JobRequest, *, deadline: f
         last_message = message
         job.trace.runner_line(f"Waiting for pod {name} to be running, status is {message}")
 
-    async def watch() -> str | None:
+    async def watch() -> podhealth.Broken | None:
         return await podhealth.wait_until_ready(
             client=job.client,
             namespace=job.state.namespace,
@@ -470,6 +506,7 @@ async def _wait_for_running(job: JobContext, request: JobRequest, *, deadline: f
             backoff=Backoff(budget=job.settings.api_budget),
             containers=job.plan.containers,
             on_waiting=waiting,
+            liveness=podhealth.starting(job.settings.pod_poll_interval),
         )
 
     watcher = asyncio.ensure_future(watch())
@@ -478,8 +515,7 @@ async def _wait_for_running(job: JobContext, request: JobRequest, *, deadline: f
     finally:
         watcher.cancel()
     if watcher in done:
-        reason = watcher.result()
-        return None if reason is None else Observation((), system_error=reason)
+        return watcher.result()
     if job.cancel.is_set():
         return Observation((), canceled=True)
     if limit >= deadline:

@@ -42,10 +42,18 @@ def resolve(
     image: str | None,
     default_image: str,
     service_images: Iterable[str] = (),
+    image_pull_policy: tuple[str, ...] = (),
 ) -> Resolved:
-    """The namespace and options this job runs with; OverwriteRefused when it asks for too much."""
+    """The namespace and options this job runs with; OverwriteRefused when it asks for too much.
+    `image_pull_policy` is the job's `image:pull_policy` (Kubernetes names), () when it has none."""
     values = dict(variables)  # a later definition wins, as in the job's environment
     notes: list[str] = []
+    if image_pull_policy:
+        _check_job_pull_policy(options, image_pull_policy, image or default_image)
+        # Judged here, so the configured list no longer matters: the job's replaces it.
+        options = dataclasses.replace(options, pull_policy=image_pull_policy)
+    else:
+        _check_configured_pull_policy(options)
     _check_images(options, image, default_image, service_images)
     namespace = _overwrite_one(
         "Namespace",
@@ -126,6 +134,9 @@ def _check_images(
                 f'the "{service}" image is not present on list of allowed services: '
                 f"{', '.join(options.allowed_services)}"
             )
+
+
+def _check_configured_pull_policy(options: PodOptions) -> None:
     if options.allowed_pull_policies and options.pull_policy:
         refused = [p for p in options.pull_policy if p not in options.allowed_pull_policies]
         if refused:
@@ -133,6 +144,17 @@ def _check_images(
                 f"the configured PullPolicies ({_listed(options.pull_policy)}) are not allowed by "
                 f"AllowedPullPolicies ({_listed(options.allowed_pull_policies)})"
             )
+
+
+def _check_job_pull_policy(options: PodOptions, wanted: tuple[str, ...], image: str) -> None:
+    """As in GitLab Runner, a job may only pick among `allowed_pull_policies`, which default to the
+    configured `pull_policy`: with neither set, a job's `image:pull_policy` is refused."""
+    allowed = options.allowed_pull_policies or options.pull_policy
+    if any(policy not in allowed for policy in wanted):
+        raise OverwriteRefused(
+            f"failed to pull image '{image}': pull_policy ({_listed(wanted)}) defined in GitLab pipeline "
+            f"config is not one of the allowed_pull_policies ({_listed(allowed)})"
+        )
 
 
 def _listed(policies: Iterable[str]) -> str:

@@ -26,9 +26,10 @@ from kuberunner.kube.errors import KubeError, NotFound
 log = logging.getLogger(__name__)
 
 _ONLY_BUILD = (BUILD_CONTAINER,)
+_PULL_FAILED = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull")
+"""Waiting reasons a different pull policy may cure: the runner tries the next one (`job`)."""
 _CANNOT_START = (
-    "ErrImagePull",
-    "ImagePullBackOff",
+    *_PULL_FAILED,
     "InvalidImageName",
     "CreateContainerConfigError",
     "CreateContainerError",
@@ -49,6 +50,8 @@ class Ready:
 @dataclass(frozen=True, slots=True)
 class Broken:
     reason: str
+    image_pull: bool = False
+    """The pod broke because an image could not be pulled (or, with `Never`, was not there)."""
 
 
 PodState = Waiting | Ready | Broken
@@ -97,7 +100,10 @@ def assess(event_type: str, pod: dict[str, Any], *, containers: tuple[str, ...] 
     for container in waiting_on:
         waiting = states.get(container, {}).get("waiting", {})
         if waiting.get("reason") in _CANNOT_START:
-            return Broken(f"pod {name}: {waiting['reason']}: {waiting.get('message', '')}".rstrip(": "))
+            return Broken(
+                f"pod {name}: {waiting['reason']}: {waiting.get('message', '')}".rstrip(": "),
+                image_pull=waiting["reason"] in _PULL_FAILED,
+            )
     waiting = states.get(waiting_on[0], {}).get("waiting", {})
     if waiting:
         return Waiting(f"{phase or 'Pending'}: {waiting['reason']}")
@@ -119,10 +125,16 @@ def _unscheduled(status: dict[str, Any]) -> str:
     return ""
 
 
-STARTING = podwatch.Liveness(probe_every=2.0, probe_timeout=4.0)
-"""While the pod starts, the GET beside the watch comes every 2 s (GitLab Runner polls every 3 s).
-Under 3 s, a loaded API server (200 jobs starting at once in bench/concurrency.py) timed probes out
-by the hundred, and every timeout sent the client's REST calls to new connections: more load."""
+def starting(poll_interval: float) -> podwatch.Liveness:
+    """While the pod starts, the GET beside the watch comes every `poll_interval` s (config.toml's
+    `poll_interval`, 3 by default: GitLab Runner polls the pod that often). Shorter periods cost: with
+    200 jobs starting at once (bench/concurrency.py) a loaded API server timed probes out by the
+    hundred, and every timeout sent the client's REST calls to new connections: more load."""
+    return podwatch.Liveness(probe_every=poll_interval, probe_timeout=4.0)
+
+
+STARTING = starting(3.0)
+
 
 RUNNING = podwatch.Liveness(probe_every=2.5, probe_timeout=4.0)
 """During the job a deleted pod is noticed within about probe_every + probe_timeout + one GET, even
@@ -204,7 +216,7 @@ async def wait_until_ready(
     containers: tuple[str, ...] = _ONLY_BUILD,
     on_waiting: Callable[[str], None],
     liveness: podwatch.Liveness = STARTING,
-) -> str | None:
+) -> Broken | None:
     """None once every container runs; otherwise why the job cannot run. `on_waiting` hears each new
     waiting message. Raises a non-transient `KubeError` (403, 422…) as is."""
     states = _states(
@@ -221,11 +233,11 @@ async def wait_until_ready(
             if isinstance(state, Ready):
                 return None
             if isinstance(state, Broken):
-                return state.reason
+                return state
             if state.message != last:
                 last = state.message
                 on_waiting(state.message)
-    return f"the watch of pod {namespace}/{name} ended"
+    return Broken(f"the watch of pod {namespace}/{name} ended")
 
 
 async def wait_until_broken(

@@ -20,6 +20,9 @@ class ExecutorSettings:
     """Goes into the pod's labels so a sweeper or a restarted runner finds its pods."""
     pod_start_timeout: float = 180.0
     """GitLab's `poll_timeout`: how long a pod may stay Pending before the job is a system failure."""
+    pod_poll_interval: float = 3.0
+    """GitLab's `poll_interval`: while the pod starts, seconds between the GETs that check the watch
+    of it has not gone silent (`podhealth.starting`)."""
     after_script_timeout: float = 300.0
     """GitLab's default after_script timeout (5 minutes), counted apart from the job's timeout."""
     default_timeout: float = 3600.0

@@ -118,6 +118,8 @@ class JobPayload:
     artifacts: tuple[Artifact, ...] = ()
     dependencies: tuple[Dependency, ...] = ()
     cache: tuple[Cache, ...] = ()
+    image_pull_policy: tuple[str, ...] = ()
+    """`image.pull_policy` as GitLab sends it (`always`, `if-not-present`, `never`); judged by translate."""
 
     def step(self, name: str) -> Step | None:
         return next((s for s in self.steps if s.name == name), None)
@@ -179,6 +181,7 @@ def parse_job(data: Any) -> JobPayload:
         variables=tuple(_variable(v, i) for i, v in enumerate(_get(data, "variables", list, "", []))),
         steps=tuple(_step(s, i) for i, s in enumerate(_get(data, "steps", list, "", []))),
         image=image_name,
+        image_pull_policy=_strings(_get(image, "pull_policy", list, "image.", []), "image.pull_policy"),
         services=tuple(_service(s, i) for i, s in enumerate(_get(data, "services", list, "", []))),
         failure_reasons=_strings(
             _get(features, "failure_reasons", list, "features.", []), "features.failure_reasons"

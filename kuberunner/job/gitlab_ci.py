@@ -138,6 +138,7 @@ class _Defaults:
     """What `default:` (or the deprecated top-level globals) gives a job that does not say otherwise."""
 
     image: str | None = None
+    image_pull_policy: tuple[str, ...] = ()
     before_script: tuple[str, ...] = ()
     after_script: tuple[str, ...] = ()
     timeout: int | None = None
@@ -156,6 +157,7 @@ class _Defaults:
             self.transfers = replace(self.transfers, services=services)
         elif entry.key == "image":
             self.image = values.image_name(entry, where, path, warnings)
+            self.image_pull_policy = values.image_pull_policy(entry, where, path)
         elif entry.key == "timeout":
             self.timeout = values.timeout_seconds(entry, where, path)
         elif entry.key == "before_script":
@@ -173,6 +175,7 @@ class _Defaults:
 
         return _Defaults(
             image=self.image if pick("image") else None,
+            image_pull_policy=self.image_pull_policy if pick("image") else (),
             before_script=self.before_script if pick("before_script") else (),
             after_script=self.after_script if pick("after_script") else (),
             timeout=self.timeout if pick("timeout") else None,
@@ -298,6 +301,9 @@ class _PipelineReader:
 
         image_entry = job.get("image")
         image = values.image_name(image_entry, where, path, warnings) if image_entry else inherited.image
+        pull_policy = (
+            values.image_pull_policy(image_entry, where, path) if image_entry else inherited.image_pull_policy
+        )
         timeout_entry = job.get("timeout")
         timeout = values.timeout_seconds(timeout_entry, where, path) if timeout_entry else inherited.timeout
         variables_entry = job.get("variables")
@@ -313,6 +319,7 @@ class _PipelineReader:
             before_script=lines("before_script", inherited.before_script),
             after_script=lines("after_script", inherited.after_script),
             image=image,
+            image_pull_policy=pull_policy,
             variables=taken_globals + own_variables,
             timeout_seconds=timeout,
             transfers=transfer_keywords.read_job(job, where, path, warnings, inherited=inherited.transfers),

@@ -65,7 +65,7 @@ TOP_LEVEL_PIPELINE = frozenset({"stages", "include", "workflow"})
 TOP_LEVEL_RESERVED = TOP_LEVEL_IGNORED | TOP_LEVEL_PIPELINE | {"variables", "default", *GLOBALS_LIKE_DEFAULT}
 """Top-level keys that are not jobs."""
 
-IMAGE_IGNORED = frozenset({"entrypoint", "pull_policy", "docker", "kubernetes"})
+IMAGE_IGNORED = frozenset({"entrypoint", "docker", "kubernetes"})
 VARIABLE_FIELDS = frozenset({"value", "description", "options", "expand"})
 
 

@@ -17,6 +17,8 @@ class JobSpec:
     before_script: tuple[str, ...] = ()
     after_script: tuple[str, ...] = ()
     image: str | None = None
+    image_pull_policy: tuple[str, ...] = ()
+    """`image:pull_policy` as Kubernetes names (`IfNotPresent`…); (): the runner's `pull_policy`."""
     variables: tuple[tuple[str, str], ...] = ()
     """Global variables first, then the job's own (a later key overrides an earlier one when applied)."""
     timeout_seconds: int | None = None

@@ -15,6 +15,7 @@ from kuberunner.job import keywords
 from kuberunner.job.durations import MAX_JOB_TIMEOUT, parse_duration
 from kuberunner.job.variables import variable_problem
 from kuberunner.job.yaml_nodes import Entry, Map, Node, Scalar, Seq, describe
+from kuberunner.podconfig.options import PULL_POLICIES
 
 MAX_SCRIPT_NESTING = 10
 """GitLab flattens nested script lists (from !reference) up to 10 levels deep."""
@@ -76,8 +77,8 @@ def image_name(entry: Entry, where: str, path: Path, warnings: list[str]) -> str
     if isinstance(value, Map):
         name_entry = value.get("name")
         for sub in value:
-            if sub.key == "name":
-                continue
+            if sub.key in ("name", "pull_policy"):
+                continue  # pull_policy: `image_pull_policy`
             keyword = f"image:{sub.key}"
             if sub.key in keywords.IMAGE_IGNORED:
                 warnings.append(keywords.not_supported(where, keyword))
@@ -94,6 +95,30 @@ def image_name(entry: Entry, where: str, path: Path, warnings: list[str]) -> str
     if not value.value.strip():
         raise JobFileError(path, line, f"{_at(where)}'image' must not be empty")
     return value.value.strip()
+
+
+def image_pull_policy(entry: Entry, where: str, path: Path) -> tuple[str, ...]:
+    """`image: {pull_policy: ...}` as Kubernetes policy names (`Always`…), in order; () when not given.
+    Whether the runner allows them is its own decision (`allowed_pull_policies`), made per job."""
+    if not isinstance(entry.value, Map) or (policy := entry.value.get("pull_policy")) is None:
+        return ()
+    value = policy.value
+    items = value.items if isinstance(value, Seq) else (value,)
+    found: list[str] = []
+    for item in items:
+        name = item.value if isinstance(item, Scalar) and isinstance(item.value, str) else None
+        kubernetes_name = PULL_POLICIES.get(name or "")
+        if kubernetes_name is None:
+            raise JobFileError(
+                path,
+                item.line,
+                f"{_at(where)}'image:pull_policy' must be always, if-not-present or never "
+                f"(or a list of them), not {describe(item)}",
+            )
+        found.append(kubernetes_name)
+    if not found:
+        raise JobFileError(path, policy.key_line, f"{_at(where)}'image:pull_policy' must not be empty")
+    return tuple(dict.fromkeys(found))
 
 
 def variables(entry: Entry, where: str, path: Path, warnings: list[str]) -> tuple[tuple[str, str], ...]:

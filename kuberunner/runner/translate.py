@@ -24,6 +24,7 @@ from kuberunner.job.spec import JobSpec
 from kuberunner.job.variables import variable_problem
 from kuberunner.job.variables_expand import expand, expand_values
 from kuberunner.local import legacy_exec_wanted
+from kuberunner.podconfig.options import PULL_POLICIES
 from kuberunner.runner.cache_urls import cache_urls
 from kuberunner.runner.transfer_plan import plan_transfers
 from kuberunner.shell.layout import PodPaths
@@ -91,6 +92,7 @@ def translate(
         script=script_step.script,
         after_script=after.script if after is not None else (),
         image=image,
+        image_pull_policy=_pull_policies(payload.image_pull_policy),
         variables=(),
         timeout_seconds=payload.timeout,
     )
@@ -199,3 +201,11 @@ def _credentials_apart(url: str) -> tuple[str, str]:
         return clean, ""
     pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
     return clean, "Authorization: Basic " + base64.b64encode(pair).decode()
+
+
+def _pull_policies(sent: tuple[str, ...]) -> tuple[str, ...]:
+    """GitLab's `image.pull_policy` names as Kubernetes ones, in order, each once."""
+    unknown = [name for name in sent if name not in PULL_POLICIES]
+    if unknown:
+        raise Untranslatable(f"image pull_policy {unknown[0]!r} is not one of always, if-not-present, never")
+    return tuple(dict.fromkeys(PULL_POLICIES[name] for name in sent))

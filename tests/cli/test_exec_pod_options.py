@@ -4,6 +4,7 @@ KUBERNETES_* variables change only what config.toml allows (issue 15), on both c
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import signal
@@ -330,3 +331,44 @@ def test_a_built_in_priority_class_gives_its_priority(cluster: Cluster, tmp_path
     spec = pod["spec"]
     assert (spec["priorityClassName"], spec["priority"]) == ("system-cluster-critical", 2000000000)
     assert spec["preemptionPolicy"] == "PreemptLowerPriority"
+
+
+def job_image() -> str:
+    """An image the cluster has: the real one pulls nothing (no registry access)."""
+    return os.environ.get("KUBERNETES_IMAGE", "alpine:3.19")
+
+
+def test_a_jobs_allowed_image_pull_policy_is_the_pods(cluster: Cluster, tmp_path: Path) -> None:
+    config = config_file(tmp_path, 'pull_policy = "always"\nallowed_pull_policies = ["always", "never"]\n')
+    image = {"name": job_image(), "pull_policy": ["never"]}
+    job = Running(cluster, tmp_path, pipeline(image=image, script=WAITING), "-c", str(config))
+    pod = stored_pod(cluster, job)
+    job.process.send_signal(signal.SIGINT)
+    done = job.finish()
+    assert {c["imagePullPolicy"] for c in pod["spec"]["containers"]} == {"Never"}
+    assert done.status == 130, done.trace[-2000:]
+    assert b"image:pull_policy" not in done.trace  # no "not supported" warning any more
+
+
+def test_a_job_cannot_choose_a_pull_policy_config_does_not_allow(cluster: Cluster, tmp_path: Path) -> None:
+    config = config_file(tmp_path, 'pull_policy = ["never", "if-not-present"]\n')
+    image = {"name": "evil/miner:1", "pull_policy": "always"}
+    done = run_exec(cluster, tmp_path, pipeline(image=image, script=["echo never"]), "-c", str(config))
+    assert done.status == 3, done.trace[-2000:]
+    reason = (
+        "failed to pull image 'evil/miner:1': pull_policy ([Always]) defined in GitLab pipeline config is "
+        "not one of the allowed_pull_policies ([Never IfNotPresent])"
+    )
+    assert f"ERROR: Preparation failed: {reason}\n".encode() in done.trace, done.trace
+    assert done.trace.endswith(f"ERROR: Job failed (system failure): {reason}\n".encode()), done.trace
+    assert b"never\n" not in done.trace
+
+
+def test_a_bad_image_pull_policy_names_the_file_and_line(cluster: Cluster, tmp_path: Path) -> None:
+    done = run_exec(cluster, tmp_path, "job:\n  image: {name: x, pull_policy: sometimes}\n  script: [x]\n")
+    assert done.status == 2, done.stderr
+    assert re.fullmatch(
+        r"kuberunner: error: \S*\.gitlab-ci\.yml:2: job 'job': 'image:pull_policy' must be always, "
+        r"if-not-present or never \(or a list of them\), not .*\n",
+        done.stderr,
+    ), done.stderr

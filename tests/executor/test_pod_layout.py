@@ -102,7 +102,7 @@ KILLED: dict[str, Any] = {"terminated": {"exitCode": 137, "reason": "Error"}}
         ),
         pytest.param(
             {"build": RUNNING, "helper": {"waiting": {"reason": "ErrImagePull", "message": "no such image"}}},
-            podhealth.Broken("pod ns/p: ErrImagePull: no such image"),
+            podhealth.Broken("pod ns/p: ErrImagePull: no such image", image_pull=True),
             id="helper-image-missing",
         ),
     ],

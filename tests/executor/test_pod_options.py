@@ -4,18 +4,32 @@ refused, and the runner's own labels and volumes cannot be taken over."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
+from kuberunner.config import load_runner_config
 from kuberunner.executor import podhealth
+from kuberunner.executor.job import JobRequest, run_job
 from kuberunner.executor.overwrites import OverwriteRefused, Resolved, resolve
 from kuberunner.executor.pod_options import PodOptionsError, apply_pod_options, strategic_merge
 from kuberunner.executor.poddeletion import CLEANUP_GRACE_SECONDS, cleanup_grace
 from kuberunner.executor.podspec import RUNNER_LABEL, PodDesign, build_pod
+from kuberunner.executor.results import JobResult, Success, SystemFailure
 from kuberunner.executor.services import ServiceContainer
+from kuberunner.executor.settings import ExecutorSettings
+from kuberunner.executor.strategy import Exited, JobContext, StageEnd
+from kuberunner.job.spec import JobSpec
+from kuberunner.kube.client import KubeClient
+from kuberunner.kube.errors import NotFound
+from kuberunner.local import executor_settings
 from kuberunner.podconfig import ContainerResources, ExtraVolume, PodOptions, PodSpecPatch
 from kuberunner.shell.layout import PodPaths
+from kuberunner.trace import StreamSink, Trace
 
 
 def pod(options: PodOptions) -> dict[str, Any]:
@@ -382,3 +396,195 @@ def test_a_pod_the_scheduler_cannot_place_says_why_while_it_waits() -> None:
     )
     not_yet = {"metadata": {"name": "p", "namespace": "ns"}, "status": {"phase": "Pending"}}
     assert podhealth.assess("MODIFIED", not_yet) == podhealth.Waiting("Pending")
+
+
+@pytest.mark.parametrize(
+    ("reason", "another_policy_may_help"),
+    [
+        ("ErrImageNeverPull", True),
+        ("ErrImagePull", True),
+        ("ImagePullBackOff", True),
+        ("InvalidImageName", False),
+        ("CreateContainerConfigError", False),
+    ],
+)
+def test_only_a_failed_pull_makes_the_runner_try_the_next_pull_policy(
+    reason: str, another_policy_may_help: bool
+) -> None:
+    waiting = {"name": "build", "state": {"waiting": {"reason": reason, "message": "m"}}}
+    body = {"metadata": {"namespace": "ns", "name": "p"}, "status": {"containerStatuses": [waiting]}}
+    assert podhealth.assess("MODIFIED", body) == podhealth.Broken(
+        f"pod ns/p: {reason}: m", image_pull=another_policy_may_help
+    )
+
+
+def job_pull_policy(options: PodOptions, wanted: tuple[str, ...]) -> tuple[str, ...]:
+    resolved = resolve(
+        options,
+        namespace="ci",
+        variables=(),
+        image="ruby:3",
+        default_image="alpine",
+        image_pull_policy=wanted,
+    )
+    return resolved.options.pull_policy
+
+
+@pytest.mark.parametrize(
+    ("options", "wanted", "used"),
+    [
+        pytest.param(
+            PodOptions(pull_policy=("Never",), allowed_pull_policies=("Always", "IfNotPresent")),
+            ("IfNotPresent", "Always"),
+            ("IfNotPresent", "Always"),
+            id="allowed-replaces-the-configured-list",
+        ),
+        pytest.param(
+            PodOptions(pull_policy=("Never", "IfNotPresent")),
+            ("IfNotPresent",),
+            ("IfNotPresent",),
+            id="the-configured-list-is-the-allowed-one-by-default",
+        ),
+        pytest.param(PodOptions(pull_policy=("Always",)), (), ("Always",), id="none-asked-keeps-config"),
+    ],
+)
+def test_a_jobs_allowed_image_pull_policy_is_used_for_its_pod(
+    options: PodOptions, wanted: tuple[str, ...], used: tuple[str, ...]
+) -> None:
+    assert job_pull_policy(options, wanted) == used
+
+
+@pytest.mark.parametrize(
+    ("options", "allowed"),
+    [
+        pytest.param(PodOptions(), "[]", id="nothing-configured-allows-nothing"),
+        pytest.param(PodOptions(pull_policy=("Never",)), "[Never]", id="only-the-configured-list"),
+        pytest.param(
+            PodOptions(pull_policy=("Always",), allowed_pull_policies=("Never", "IfNotPresent")),
+            "[Never IfNotPresent]",
+            id="allowed-list-wins",
+        ),
+    ],
+)
+def test_a_job_cannot_pick_a_pull_policy_the_runner_does_not_allow(options: PodOptions, allowed: str) -> None:
+    # A hostile job asking for `always` (a pull past the node's cached, vetted image) is refused whole,
+    # even when it lists an allowed policy first.
+    with pytest.raises(OverwriteRefused) as caught:
+        job_pull_policy(options, ("Never", "Always") if allowed != "[]" else ("Always",))
+    wanted = "[Never Always]" if allowed != "[]" else "[Always]"
+    assert str(caught.value) == (
+        f"failed to pull image 'ruby:3': pull_policy ({wanted}) defined in GitLab pipeline config "
+        f"is not one of the allowed_pull_policies ({allowed})"
+    )
+
+
+def test_poll_interval_is_the_period_of_the_gets_beside_the_watch_while_the_pod_starts(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[[runners]]\nname = "r"\n[runners.kubernetes]\npoll_interval = 7\n')
+    settings = executor_settings(load_runner_config(config).runners[0], "ci")
+    assert settings.pod_poll_interval == 7.0
+    assert podhealth.starting(settings.pod_poll_interval).probe_every == 7.0
+    assert executor_settings(None, "ci").pod_poll_interval == 3.0  # GitLab Runner's default
+
+
+class PullingCluster:
+    """A cluster that has no image: under `Never` a pod waits with ErrImageNeverPull, under any other
+    policy its containers run (as if a registry answered)."""
+
+    def __init__(self) -> None:
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.created: list[tuple[str, str]] = []
+        self.deleted: list[str] = []
+
+    async def create_pod(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        policy = body["spec"]["containers"][0].get("imagePullPolicy", "")
+        self.created.append((name, policy))
+        state = (
+            {"waiting": {"reason": "ErrImageNeverPull", "message": "not present"}}
+            if policy == "Never"
+            else {"running": {}}
+        )
+        statuses = [{"name": c["name"], "state": state} for c in body["spec"]["containers"]]
+        self.pods[name] = {
+            **body,
+            "metadata": {**body["metadata"], "uid": f"uid-{name}"},
+            "status": {"phase": "Pending", "containerStatuses": statuses},
+        }
+        return self.pods[name]
+
+    async def get_pod(self, namespace: str, name: str, *, timeout: float | None = None) -> dict[str, Any]:  # noqa: ASYNC109
+        if name in self.deleted:
+            raise NotFound(404, "NotFound", f'pods "{name}" not found')
+        return self.pods[name]
+
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        return body
+
+    async def delete_pod(self, namespace: str, name: str, *, grace_seconds: int | None = None) -> None:
+        self.deleted.append(name)
+
+    async def watch_pod(
+        self, namespace: str, name: str, *, resource_version: str | None = None, bookmarks: bool = False
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        yield "ADDED", self.pods[name]
+        await asyncio.Event().wait()
+
+
+class EveryStagePasses:
+    name = "scripted"
+
+    async def open(self, job: JobContext) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def run_stage(self, job: JobContext, stage: str, *, deadline: float) -> StageEnd:
+        return Exited(0)
+
+
+async def run_with_pull_policies(policies: tuple[str, ...]) -> tuple[JobResult, bytes, PullingCluster]:
+    cluster, out, trace = PullingCluster(), io.BytesIO(), Trace()
+    trace.add_sink(StreamSink(out))
+    request = JobRequest(
+        job=JobSpec(name="job", script=("true",), image="team/app:1"),
+        job_id="7",
+        variables=(),
+        project_dir="/builds/p",
+        project_archive=b"",
+        timeout=60,
+    )
+    result = await run_job(
+        request=request,
+        client=cast(KubeClient, cluster),
+        settings=ExecutorSettings(pod=PodOptions(pull_policy=policies)),
+        trace=trace,
+        cancel=asyncio.Event(),
+        strategy=EveryStagePasses(),
+    )
+    return result, out.getvalue(), cluster
+
+
+async def test_a_pull_failure_moves_on_to_the_next_policy_in_a_new_pod() -> None:
+    result, trace, cluster = await run_with_pull_policies(("Never", "IfNotPresent"))
+    assert isinstance(result, Success), trace
+    (first, never), (second, if_not_present) = cluster.created
+    assert (never, if_not_present) == ("Never", "IfNotPresent") and first != second
+    assert cluster.deleted == [first, second]
+    assert (
+        f'WARNING: Failed to start the pod with pull policy "Never": pod default/{first}: '
+        f"ErrImageNeverPull: not present\n"
+        f'Attempt #2: trying pull policy "IfNotPresent" for image "team/app:1"\n'
+    ).encode() in trace, trace
+    assert f"Running on {second} via".encode() in trace
+
+
+async def test_the_last_pull_policys_failure_is_the_jobs() -> None:
+    result, trace, cluster = await run_with_pull_policies(("Never",))
+    assert isinstance(result, SystemFailure), trace
+    assert [name for name, _ in cluster.created] == cluster.deleted
+    assert len(cluster.deleted) == 1 and b"Attempt #" not in trace
+    assert result == SystemFailure(f"pod default/{cluster.deleted[0]}: ErrImageNeverPull: not present")

@@ -3,6 +3,7 @@ sends the variables, the project's and the pipeline's alike, and none widens wha
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from cli.execution import Cluster
@@ -43,3 +44,40 @@ async def test_more_cpu_than_allowed_is_a_system_failure_before_any_pod(
     assert modest.state == "success", modest.text[-2000:]
     assert b'"CPULimit" overwritten with "150m"\n' in modest.text
     assert b"the script ran" in modest.text
+
+
+async def test_a_jobs_image_pull_policy_must_be_one_config_allows(
+    gitlab: FakeGitLab, gitlab_cluster: Cluster, tmp_path: Path
+) -> None:
+    # An image the cluster has: the real test cluster reaches no registry.
+    image = os.environ.get("KUBERNETES_IMAGE", "alpine:3.19")
+    pulling = gitlab.enqueue(
+        script_job("echo the script ran", image={"name": image, "pull_policy": ["always"]})
+    )
+    local = gitlab.enqueue(script_job("echo the script ran", image={"name": image, "pull_policy": ["never"]}))
+    unknown = gitlab.enqueue(script_job("echo the script ran", image={"name": image, "pull_policy": ["x;y"]}))
+    allowed = '    allowed_pull_policies = ["never", "if-not-present"]\n'
+    runner = await started_runner(gitlab, gitlab_cluster, tmp_path, kubernetes=allowed)
+    try:
+        await finished(pulling, runner, within=120)
+        await finished(local, runner, within=120)
+        await finished(unknown, runner, within=120)
+    finally:
+        assert await runner.stop() == 0
+    assert (pulling.state, pulling.failure_reason) == ("failed", "runner_system_failure")
+    reason = (
+        f"failed to pull image '{image}': pull_policy ([Always]) defined in GitLab pipeline config is not "
+        "one of the allowed_pull_policies ([Never IfNotPresent])"
+    )
+    assert f"\x1b[31;1mERROR: Preparation failed: {reason}\x1b[0;m\n".encode() in pulling.text, pulling.text[
+        -2000:
+    ]
+    assert b"the script ran" not in pulling.text
+    assert local.state == "success", local.text[-2000:]
+    assert b"the script ran" in local.text
+    assert b"pull_policy" not in local.text
+    assert (unknown.state, unknown.failure_reason) == ("failed", "runner_system_failure")
+    assert b"image pull_policy 'x;y' is not one of always, if-not-present, never" in unknown.text, (
+        unknown.text
+    )
+    assert b"the script ran" not in unknown.text

@@ -770,3 +770,51 @@ def test_selecting_an_unknown_job_is_bad_input(name: str, message: str) -> None:
     with pytest.raises(JobFileError) as caught:
         select_jobs(parse(SELECTABLE), ["build", name])
     assert str(caught.value) == message
+
+
+# --- image:pull_policy ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("yaml", "policies"),
+    [
+        pytest.param("image: ruby", (), id="none"),
+        pytest.param("image: {name: ruby, pull_policy: never}", ("Never",), id="one"),
+        pytest.param(
+            "image: {name: ruby, pull_policy: [if-not-present, always, if-not-present]}",
+            ("IfNotPresent", "Always"),
+            id="list-in-order-once-each",
+        ),
+    ],
+)
+def test_image_pull_policy_is_read_without_a_warning(yaml: str, policies: tuple[str, ...]) -> None:
+    job = only_job(f"build:\n  {yaml}\n  script: [x]\n")
+    assert (job.image_pull_policy, job.warnings) == (policies, ())
+
+
+def test_image_pull_policy_comes_with_the_default_image_and_only_with_it() -> None:
+    pipeline = parse(
+        "default:\n  image: {name: ruby, pull_policy: never}\n"
+        "a:\n  script: [x]\n"
+        "b:\n  image: alpine\n  script: [x]\n"
+        "c:\n  inherit: {default: false}\n  script: [x]\n"
+    )
+    assert [(j.image, j.image_pull_policy) for j in pipeline.jobs] == [
+        ("ruby", ("Never",)),
+        ("alpine", ()),
+        (None, ()),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "line_and_message"),
+    [
+        ("sometimes", r":2: job 'build': 'image:pull_policy' must be always, if-not-present or never"),
+        ("[always, 3]", r":2: job 'build': 'image:pull_policy' must be always, .* not an integer"),
+        ("[]", r":2: job 'build': 'image:pull_policy' must not be empty"),
+        ("Always", r"must be always, if-not-present or never"),
+    ],
+)
+def test_a_bad_image_pull_policy_names_its_line(value: str, line_and_message: str) -> None:
+    with pytest.raises(JobFileError, match=line_and_message):
+        parse(f"build:\n  image: {{name: ruby, pull_policy: {value}}}\n  script: [x]\n")

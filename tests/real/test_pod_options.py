@@ -255,3 +255,36 @@ def test_a_selector_no_node_matches_fails_after_poll_timeout_with_the_reason(
         done.trace,
     ), done.trace[-3000:]
     assert b"never" not in done.trace
+
+
+def test_each_pull_policy_is_tried_in_turn_and_the_last_failure_fails_the_job(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    # The test cluster reaches no registry: an image it lacks fails under every policy, which shows
+    # the fallback (Never: ErrImageNeverPull; IfNotPresent: a failed pull) without network access.
+    config = config_file(tmp_path, namespace, 'pull_policy = ["never", "if-not-present"]\n')
+    job = pipeline(image="localhost/kuberunner/absent:1", script=["echo never"])
+    done = run_exec(cluster, tmp_path, job, "-c", str(config))
+    assert done.status == 3, done.trace[-3000:]
+    assert re.search(
+        rb'WARNING: Failed to start the pod with pull policy "Never": pod \S+: ErrImageNeverPull: .*\n'
+        rb'(.*\n)*Attempt #2: trying pull policy "IfNotPresent" for image "localhost/kuberunner/absent:1"\n',
+        done.trace,
+    ), done.trace[-3000:]
+    assert re.search(
+        rb"ERROR: Job failed \(system failure\): pod \S+: (ErrImagePull|ImagePullBackOff): .*\n\Z", done.trace
+    ), done.trace[-3000:]
+    assert done.trace.count(b"Attempt #") == 1
+    assert b"never\n" not in done.trace
+    pods = json.loads(kubectl(cluster.kubeconfig, "-n", namespace, "get", "pods", "-o", "json"))["items"]
+    assert pods == []
+
+
+def test_a_present_image_runs_under_pull_policy_never(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    config = config_file(tmp_path, namespace, 'pull_policy = ["never", "always"]\n')
+    done = run_exec(cluster, tmp_path, pipeline(script=["echo ran-$((6 * 7))"]), "-c", str(config))
+    assert done.status == 0, done.trace[-3000:]
+    assert b"\nran-42\n" in done.trace
+    assert b"Attempt #" not in done.trace and b"WARNING: Failed to start" not in done.trace
