@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from aiohttp import web
@@ -73,6 +75,20 @@ async def next_arrival(
 
 
 # -- a dead path: keepalive and TCP_USER_TIMEOUT ---------------------------------------------------
+
+
+@asynccontextmanager
+async def served(app: web.Application) -> AsyncIterator[str]:
+    """`app` on a loopback port, as a stand-in GitLab: its base URL."""
+    site = web.AppRunner(app)
+    await site.setup()
+    tcp = web.TCPSite(site, "127.0.0.1", 0)
+    await tcp.start()
+    port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await site.cleanup()
 
 
 async def test_a_long_poll_on_a_dead_path_is_left_and_the_job_taken_within_10_s(
@@ -208,28 +224,23 @@ async def test_a_try_after_an_unanswered_one_never_takes_a_pooled_connection() -
 
     app = web.Application()
     app.router.add_patch("/api/v4/jobs/1/trace", trace)
-    site = web.AppRunner(app)
-    await site.setup()
-    tcp = web.TCPSite(site, "127.0.0.1", 0)
-    await tcp.start()
-    port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        timeouts = Timeouts(call=30, first_try=1)
-        async with GitLabClient(f"http://127.0.0.1:{port}", timeouts=timeouts) as api:
+    async with served(app) as url:
+        try:
+            timeouts = Timeouts(call=30, first_try=1)
+            async with GitLabClient(url, timeouts=timeouts) as api:
 
-            async def patch() -> int:
-                reply = await api.patch_trace(job_id=1, job_token="t", start=0, data=b"x")
-                return reply.status
+                async def patch() -> int:
+                    reply = await api.patch_trace(job_id=1, job_token="t", start=0, data=b"x")
+                    return reply.status
 
-            assert list(await asyncio.gather(patch(), patch())) == [202, 202]  # two connections, now idle
-            silent_peers.update(arrivals)
-            assert len(silent_peers) == 2
-            started = time.monotonic()
-            assert await patch() == 202
-            took = time.monotonic() - started
-    finally:
-        never.set()
-        await site.cleanup()
+                assert list(await asyncio.gather(patch(), patch())) == [202, 202]  # two connections, now idle
+                silent_peers.update(arrivals)
+                assert len(silent_peers) == 2
+                started = time.monotonic()
+                assert await patch() == 202
+                took = time.monotonic() - started
+        finally:
+            never.set()
     lost, answered = arrivals[2:]
     assert lost in silent_peers and answered not in silent_peers
     assert took < 10  # one short first try, not a second one lost on the other pooled connection
@@ -246,17 +257,10 @@ async def test_a_gitlab_slower_than_the_first_try_costs_one_more_try_not_the_cal
 
     app = web.Application()
     app.router.add_put("/api/v4/jobs/1", slow)
-    site = web.AppRunner(app)
-    await site.setup()
-    tcp = web.TCPSite(site, "127.0.0.1", 0)
-    await tcp.start()
-    port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with served(app) as url:
         timeouts = Timeouts(call=30, first_try=1)
-        async with GitLabClient(f"http://127.0.0.1:{port}", timeouts=timeouts) as api:
+        async with GitLabClient(url, timeouts=timeouts) as api:
             reply = await api.update_job(job_id=1, job_token="t", state="running")
-    finally:
-        await site.cleanup()
     assert reply.status == 200 and reply.job_status == "running"
     assert len(arrivals) == 2  # 1 s was too short; 2 s was enough
 
@@ -278,23 +282,16 @@ async def test_every_socket_to_gitlab_reads_back_short_keepalive_and_user_timeou
     app.router.add_post("/api/v4/jobs/request", answer)
     app.router.add_patch("/api/v4/jobs/1/trace", answer)
     app.router.add_put("/api/v4/jobs/1", answer)
-    site = web.AppRunner(app)
-    await site.setup()
-    tcp = web.TCPSite(site, "127.0.0.1", 0)
-    await tcp.start()
-    port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with served(app) as url:
         # A fresh client per call: each one's socket is a new one, made by the client's factory.
         for call in ("request", "patch", "put"):
-            async with GitLabClient(f"http://127.0.0.1:{port}") as api:
+            async with GitLabClient(url) as api:
                 if call == "request":
                     await api.request_job(token="t", system_id="s", last_update=None)
                 elif call == "patch":
                     await api.patch_trace(job_id=1, job_token="t", start=0, data=b"x")
                 else:
                     await api.update_job(job_id=1, job_token="t", state="running")
-    finally:
-        await site.cleanup()
     expected = KeepaliveOptions(
         1, KEEPALIVE.idle, KEEPALIVE.interval, KEEPALIVE.count, KEEPALIVE.user_timeout_ms
     )
