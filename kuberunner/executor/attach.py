@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Awaitable
 from typing import Any
 
 from kuberunner.executor import podhealth, retrying
@@ -47,9 +48,11 @@ class AttachStrategy:
         taking a job over reads later stages' output and markers already in the log."""
         self._started: set[str] = set()
         """Tokens of the stages this strategy started: a start it made is never taken over again."""
+        self._readers: dict[str, FileLogReader | KubeletLogReader] = {}
 
     async def open(self, job: JobContext) -> None:
         readers = {stream: _reader(job, stream) for stream in _streams(job)}
+        self._readers = readers
         for stream, reader in readers.items():
             self._scanners[stream] = MarkerScanner()
             name = f"{job.state.pod}: output of {stream}"
@@ -96,10 +99,25 @@ class AttachStrategy:
         asked = loop.time()
         await _write_stdin(job, container, line)
         job.settings.observer.stage_started(stage, loop.time() - asked)
-        done = await first_of([exited, job.broken, job.cancel.wait()], within=deadline - loop.time())
-        if exited in done:
+        reader = self._readers[stream]
+        gaps = reader.gaps if isinstance(reader, KubeletLogReader) else asyncio.Event()
+        while True:
+            waits: list[Awaitable[object]] = [exited, job.broken, job.cancel.wait(), gaps.wait()]
+            await first_of(waits, within=deadline - loop.time())
+            if exited.done() or job.broken.done() or job.cancel.is_set() or not gaps.is_set():
+                break
+            gaps.clear()
+            probe = commands.probe_stage(paths=paths, stage=stage, nonce=nonce, token=token)
+            await _write_stdin(job, container, probe)
+        if exited.done() and exited.result() == commands.LOST_EXIT_CODE:
+            return Lost(
+                f"the kubelet rotated the log of the {container} container away before it was read: the "
+                f"end of stage {stage}'s output and its exit code are gone (the file log transport has no "
+                "such limit)"
+            )
+        if exited.done():
             return Exited(exited.result())
-        if job.broken in done:
+        if job.broken.done():
             return Lost(job.broken.result())
         await _write_stdin(job, container, commands.kill_stage(paths=paths, token=token))
         await first_of([exited, job.broken], within=job.settings.kill_grace)
@@ -121,7 +139,7 @@ class AttachStrategy:
         except TransportError as exc:
             job.mark_broken(await podhealth.reason_or(job.broken, str(exc)))
         finally:
-            job.trace.job_output(self._parked.pop(stream, b""))
+            job.trace.job_output(scanner.without_spent(self._parked.pop(stream, b"")))
             self._dispatch(job, stream, scanner.flush())
 
     def _note_held(self, job: JobContext, stream: str) -> None:

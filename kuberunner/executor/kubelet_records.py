@@ -140,6 +140,19 @@ class ResumePoint:
     _to_skip: int = 0
     _skip_open: int = 0
     _line_skip: int = 0  # bytes of the current line already delivered (-1: all of it)
+    _gap: bool = False
+
+    def gap_possible(self) -> bool:
+        """Whether a resumed stream went past where the last one stopped without showing its last
+        line again (asked once: the answer resets). The kubelet serves only the current log file,
+        so the lines after that point may have been rotated away unread."""
+        gap, self._gap = self._gap, False
+        return gap
+
+    def stream_ended(self) -> None:
+        """The stream ended or went idle: one that never came back to the last line is a gap too."""
+        if self._skipping_at:
+            self._gap = True
 
     def since_time(self) -> str | None:
         """The `sinceTime` to ask for: the last line's second (None before any line)."""
@@ -185,7 +198,7 @@ class ResumePoint:
                 self._skipping_at, self._to_skip = "", 0
                 self._line_skip = self._skip_open if self._skip_open else -1
                 return
-            self._skipping_at = ""
+            self._skipping_at, self._gap = "", True
         self._line_skip = 0
         if timestamp == self.timestamp:
             self.seen_at_timestamp += 1

@@ -4,9 +4,12 @@ Stage output goes to PID 1's stdout, which the runtime keeps as a CRI log. After
 asks again from the last line's second and skips exactly the bytes it already delivered, so
 nothing is lost or repeated. Its known limits: the runtime holds a partial line until its newline
 (or 16 KiB), and this reader until its newline or `kubelet_records.OPEN_LINE_LIMIT` (the kubelet
-timestamps lines, not the runtime's pieces); CRLF becomes LF. A runner restart adopting the job
-resumes at a line boundary (`ResumePoint.at_line_start`: the journal keeps no `open_bytes`), so a
-line still open and over that limit at the restart shows its delivered part twice.
+timestamps lines, not the runtime's pieces); CRLF becomes LF. The kubelet serves only the current
+log file: what it rotated away (10 MiB by default) before it was read is gone, and when a stage's
+marker went with it the stage is `Lost` within seconds (`shell.commands.probe_stage`). A runner
+restart adopting the job resumes at a line boundary (`ResumePoint.at_line_start`: the journal
+keeps no `open_bytes`), so a line still open and over that limit at the restart shows its
+delivered part twice.
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ class KubeletLogReader:
         self._read_timeout = read_timeout
         self.resume = ResumePoint()
         self.reconnects = 0
+        self.gaps = asyncio.Event()
+        """Set when output may have been rotated away unread (`ResumePoint.gap_possible`)."""
+        self._gap_from = ""
+        self._gap_reported = ""
         self._on_reconnect = on_reconnect
 
     async def chunks(self) -> AsyncIterator[bytes]:
@@ -59,6 +66,7 @@ class KubeletLogReader:
         parser = RecordParser()
         while True:
             parser.reset(resuming=self.resume.since_time() is not None)
+            self._gap_from = self.resume.timestamp
             self.resume.restart()
             try:
                 async for body in streams.follow_log(
@@ -72,6 +80,7 @@ class KubeletLogReader:
                 ):
                     self._backoff.healthy()
                     data = b"".join(self.resume.take(r) for r in parser.feed(body))
+                    self._note_gap()
                     if data:
                         yield data
                 tail = b"".join(self.resume.take(r) for r in parser.flush())
@@ -93,6 +102,8 @@ class KubeletLogReader:
                 reason = exc.message  # e.g. 400 "waiting to start": try again
             except MalformedLog as exc:
                 raise TransportError(f"unreadable pods/log body: {exc}") from exc
+            self.resume.stream_ended()
+            self._note_gap()
             delay = self._backoff.failed(loop.time())
             if delay is None:
                 raise TransportError(f"the Kubernetes API stayed unreachable: {reason}")
@@ -102,3 +113,17 @@ class KubeletLogReader:
             self.reconnects += 1
             self._on_reconnect()
             await asyncio.sleep(delay)
+
+    def _note_gap(self) -> None:
+        if not self.resume.gap_possible():
+            return
+        if self._gap_reported != self._gap_from:
+            self._gap_reported = self._gap_from
+            log.warning(
+                "the kubelet may have rotated the log of %s/%s past what was read: output after %s "
+                "can be missing from the trace",
+                self._pod,
+                self._container,
+                self._gap_from,
+            )
+        self.gaps.set()

@@ -45,6 +45,16 @@ def wake_log_reader(paths: PodPaths) -> str:
     return f"[ -p {fifo} ] && printf '\\n' 1<>{fifo}"
 
 
+LOST_EXIT_CODE = 1000
+"""The exit code in a marker `probe_stage` prints: no `$?` is ever that large."""
+
+_MARKER_FORMAT = '\\n{"command_exit_code": %d, "script": "%s", "nonce": "%s"}\\n'
+
+
+def _guard(paths: PodPaths, stage: str, token: str) -> str:
+    return quote(f"{paths.logs_dir}/.started-{stage}-{token}")
+
+
 def start_stage(*, paths: PodPaths, stage: str, nonce: str, token: str, to_log_file: bool = True) -> bytes:
     """Run `stage` in the background of PID 1, its output then its exit marker appended to the log.
 
@@ -55,24 +65,25 @@ def start_stage(*, paths: PodPaths, stage: str, nonce: str, token: str, to_log_f
     connection dropped mid-write never starts the stage twice.
 
     When the guard cannot be made (and does not exist), or the marker cannot be appended, the log
-    status file says LOG_WRITE_FAILED.
+    status file says LOG_WRITE_FAILED. Without the log file, the stage makes `exited` in its guard
+    once its marker was written, for `probe_stage`.
 
     With the log file, the stage pokes the log reader as it starts (in the background: a FIFO a job
     filled must not keep its script from being waited for) and after its marker, so a reader whose
     `tail` polls (`file_transport`) sends the first output and the marker without waiting for a poll.
     """
     script = quote(paths.script(stage))
-    guard = quote(f"{paths.logs_dir}/.started-{stage}-{token}")
-    marker = '\\n{"command_exit_code": %d, "script": "%s", "nonce": "%s"}\\n'
+    guard = _guard(paths, stage, token)
     into = f" >>{quote(paths.log_file)}" if to_log_file else ""
     outer = " >/dev/null 2>&1" if to_log_file else ""
     give_up = report_log_write_failure(paths)
     wake = wake_log_reader(paths)
-    wake_now, wake_after = (f" ({wake}) &", f"; {wake}") if to_log_file else ("", "")
+    exited = f"; : >{guard}/exited 2>/dev/null"
+    wake_now, wake_after = (f" ({wake}) &", f"; {wake}") if to_log_file else ("", exited)
     line = (
         f"if mkdir {guard} 2>/dev/null; then "
         f'({stage_marker_variable(token)}=1 "$0" {script} </dev/null{into} 2>&1 & s=$!;{wake_now} wait $s; '
-        f"printf '{marker}' $? {quote(stage)} {quote(nonce)}{into} || {give_up}{wake_after}) "
+        f"printf '{_MARKER_FORMAT}' $? {quote(stage)} {quote(nonce)}{into} || {give_up}{wake_after}) "
         f"</dev/null{outer} & "
         f"elif [ ! -d {guard} ]; then {give_up} 2>/dev/null; fi\n"
     )
@@ -83,3 +94,19 @@ def kill_stage(*, paths: PodPaths, token: str) -> bytes:
     """End the stage's whole process tree; the stage's marker then reports how it died."""
     script = quote(paths.script("kill_stage"))
     return f'"$0" {script} {quote(token)} </dev/null >/dev/null 2>&1 &\n'.encode()
+
+
+def probe_stage(*, paths: PodPaths, stage: str, nonce: str, token: str) -> bytes:
+    """For the `kubelet` transport: if the stage has ended, print its marker again with LOST_EXIT_CODE.
+
+    The kubelet serves only the current container log, so output it rotated away before the runner
+    read it is gone, the stage's marker with it, and the runner would wait for that marker until the
+    job timed out. The stage's `exited` file is made after its marker was written to the same pipe,
+    so a probe marker always follows the real one in the log: seeing the probe's first means the
+    real one was lost. A job that makes the file itself only turns its own job into a system failure.
+    """
+    guard = _guard(paths, stage, token)
+    return (
+        f"if [ -e {guard}/exited ]; then "
+        f"printf '{_MARKER_FORMAT}' {LOST_EXIT_CODE} {quote(stage)} {quote(nonce)}; fi\n"
+    ).encode()

@@ -4,11 +4,16 @@ A marker is `\\n{"command_exit_code": N, "script": "STAGE", "nonce": "NONCE"}\\n
 added by the start line so the JSON begins on a line of its own. Only the stage being waited on, with
 its nonce, is a marker; anything else that looks like one is job output and passes through unchanged.
 Bytes that could still become a marker are held back, at most `max_hold`, until the next feed decides.
+
+A stage's marker printed again by a probe (`shell.commands.probe_stage`, exit code LOST_EXIT_CODE)
+after the real one was read is not output either: the scanner drops it wherever it comes later.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from kuberunner.shell.commands import LOST_EXIT_CODE
 
 _PREFIX = b'\n{"command_exit_code": '
 _MAX_DIGITS = 10
@@ -42,13 +47,16 @@ class MarkerScanner:
         self._suffix = b""
         self._exit_code = 0
         self._max_hold = max_hold
+        self._nonce = ""
+        self._spent = b""
+        """The probe marker of the stage that exited last, should a probe print it after all."""
 
     def expect(self, *, stage: str, nonce: str) -> None:
         """Accept the marker of `stage` with `nonce` from now on (call before starting the stage)."""
         suffix = f', "script": "{stage}", "nonce": "{nonce}"}}\n'.encode()
         if len(_PREFIX) + _MAX_DIGITS + len(suffix) > self._max_hold:
             raise ValueError(f"a marker for stage {stage!r} would exceed max_hold={self._max_hold}")
-        self._stage, self._suffix = stage, suffix
+        self._stage, self._suffix, self._nonce = stage, suffix, nonce
 
     @property
     def held(self) -> int:
@@ -71,7 +79,8 @@ class MarkerScanner:
                 self._held = buffer[len(buffer) - keep :]
                 buffer = buffer[: len(buffer) - keep]
                 break
-            verdict = self._match(buffer, found)
+            spent = _match_exact(self._spent, buffer, found)
+            verdict = self._match(buffer, found) if spent is not None and spent < 0 else spent
             if verdict is None:  # undecidable yet: hold from the candidate on
                 self._held = buffer[found:]
                 buffer = buffer[:found]
@@ -81,13 +90,22 @@ class MarkerScanner:
                 continue
             if found:
                 events.append(JobOutput(buffer[:found]))
+            if spent is not None and spent >= 0:
+                buffer = buffer[spent:]
+                start = 0
+                continue
             events.append(StageExited(self._stage, self._exit_code))
+            self._spent = marker_bytes(stage=self._stage, nonce=self._nonce, exit_code=LOST_EXIT_CODE)
             self._stage = None
             buffer = buffer[verdict:]
             start = 0
         if buffer:
             events.append(JobOutput(buffer))
         return events
+
+    def without_spent(self, data: bytes) -> bytes:
+        """`data`, read after the last stage's marker, without a probe's copy of that marker."""
+        return data.replace(self._spent, b"") if self._spent else data
 
     def flush(self) -> list[ScanEvent]:
         """The stream ended: whatever was held is plain output."""
@@ -113,6 +131,16 @@ class MarkerScanner:
             return None
         self._exit_code = int(buffer[pos : pos + digits])
         return pos + digits + len(self._suffix)
+
+
+def _match_exact(marker: bytes, buffer: bytes, at: int) -> int | None:
+    """End offset of `marker` at `at`, -1 when it is not there (or empty), None when more bytes are needed."""
+    if not marker:
+        return -1
+    candidate = buffer[at : at + len(marker)]
+    if not marker.startswith(candidate):
+        return -1
+    return at + len(marker) if len(candidate) == len(marker) else None
 
 
 def _partial_prefix_length(buffer: bytes, start: int) -> int:

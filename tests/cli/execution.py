@@ -98,15 +98,25 @@ class Running:
     def finish(self, *, timeout: float = 120) -> Done:
         try:
             self.process.wait(timeout=timeout)
-        finally:
+        except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+            _, stderr = self._outputs()
+            raise AssertionError(
+                f"kuberunner exec still running after {timeout} s; stderr: {stderr[-3000:]!r}; "
+                f"trace tail: {self.trace()[-1000:]!r}"
+            ) from None
+        stdout, stderr = self._outputs()
+        return Done(self.process.returncode, stdout, stderr, self.trace())
+
+    def _outputs(self) -> tuple[bytes, str]:
+        """What the runner printed; closes both files, so a failed test leaks none into the next."""
         outputs = []
         for file in (self._stdout, self._stderr):
             file.seek(0)
             outputs.append(file.read())
             file.close()
-        return Done(self.process.returncode, outputs[0], outputs[1].decode(errors="replace"), self.trace())
+        return outputs[0], outputs[1].decode(errors="replace")
 
 
 SECTION_MARKER = re.compile(rb"section_(?:start|end):[0-9]+:[A-Za-z0-9_.-]+\r\x1b\[0K")

@@ -63,14 +63,9 @@ job:
 """
     done = run_exec(target.cluster, tmp_path, text, *target.args)
     assert done.status == 1
-    assert (
-        echo("echo before")
-        + b"before\n"
-        + echo("exit 3")
-        + section_end("step_script")
-        + section_start("after_script", "Running after_script")
-        in unstamped(done.trace)
-    )
+    assert echo("echo before") + b"before\n" + echo("exit 3") + section_end("step_script") + section_start(
+        "after_script", "Running after_script"
+    ) in unstamped(done.trace)
     assert b"never" not in done.trace.replace(echo("echo never"), b"")
     assert b"after job\n" in done.trace
     assert done.trace.endswith(b"ERROR: Job failed: exit code 3\n")
@@ -117,6 +112,12 @@ def test_fifteen_megabytes_of_seq(target: Target, tmp_path: Path) -> None:
     done = run_exec(
         target.cluster, tmp_path, "job:\n  script:\n    - seq 1 2000000\n    - 'true'\n", *target.args
     )
+    if target.transport == "kubelet" and target.cluster.process is None and done.status != 0:
+        # A real kubelet rotates the container log at 10 MiB and serves only the current file; when
+        # the file with the marker went unread, the job must say so at once, not hang or succeed.
+        assert b"kubelet rotated the log of the build container away before it was read" in done.trace
+        assert (echo("seq 1 2000000") + expected[:1_000_000]) in done.trace
+        return
     assert done.status == 0
     assert echo("seq 1 2000000") + expected + echo("true") in done.trace
 

@@ -27,15 +27,20 @@ def scripted(failures: list[Exception]) -> Any:
     return follow_log
 
 
-async def first_chunk(monkeypatch: pytest.MonkeyPatch, failures: list[Exception]) -> bytes:
-    monkeypatch.setattr(streams, "follow_log", scripted(failures))
-    reader = KubeletLogReader(
+def reader_of(container: str, *, budget: float) -> KubeletLogReader:
+    """A reader of the follow_log the test put in place (no client is ever used)."""
+    return KubeletLogReader(
         client=None,  # type: ignore[arg-type]
         namespace="ns",
         pod="p",
-        container="helper",
-        backoff=Backoff(first=0.01, cap=0.01, budget=0.05),
+        container=container,
+        backoff=Backoff(first=0.01, cap=0.01, budget=budget),
     )
+
+
+async def first_chunk(monkeypatch: pytest.MonkeyPatch, failures: list[Exception]) -> bytes:
+    monkeypatch.setattr(streams, "follow_log", scripted(failures))
+    reader = reader_of("helper", budget=0.05)
     chunks = reader.chunks()
     assert isinstance(chunks, AsyncGenerator)
     try:
@@ -51,3 +56,26 @@ async def test_idle_streams_are_renewed_without_end(monkeypatch: pytest.MonkeyPa
 async def test_an_unreachable_api_still_ends_at_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(TransportError, match="stayed unreachable"):
         await first_chunk(monkeypatch, [ApiUnreachable("refused") for _ in range(20)])
+
+
+async def test_a_resume_past_the_last_line_read_signals_a_possible_gap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a rotation the kubelet serves a file that starts later than the last line read."""
+    bodies = [b"2026-11-27T10:00:01.000000001Z before\n", b"2026-11-27T10:00:15.000000001Z after\n"]
+
+    async def follow_log(*_: object, **__: object) -> AsyncIterator[bytes]:
+        yield bodies.pop(0)
+        raise StreamIdle("idle")
+
+    monkeypatch.setattr(streams, "follow_log", follow_log)
+    reader = reader_of("build", budget=5)
+    chunks = reader.chunks()
+    assert isinstance(chunks, AsyncGenerator)
+    try:
+        assert await anext(chunks) == b"before\n"
+        assert not reader.gaps.is_set()
+        assert await anext(chunks) == b"after\n"
+        assert reader.gaps.is_set()
+    finally:
+        await chunks.aclose()

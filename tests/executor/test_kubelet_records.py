@@ -89,3 +89,38 @@ def test_a_reader_resuming_from_the_journal_gets_an_open_line_again_whole() -> N
     adopted.restart()
     again = [Record(TS1, b"a\n"), Record(TS2, b"open, no newline yet, now ended\n")]
     assert b"".join(adopted.take(r) for r in again) == b"open, no newline yet, now ended\n"
+
+
+def test_a_resume_that_shows_the_last_line_again_is_no_gap() -> None:
+    point = ResumePoint()
+    point.take(Record(TS1, b"a\n"))
+    point.restart()
+    assert [point.take(r) for r in [Record(TS1, b"a\n"), Record(TS3, b"c\n")]] == [b"", b"c\n"]
+    point.stream_ended()
+    assert point.gap_possible() is False
+
+
+def test_a_resume_that_starts_past_the_last_line_may_have_lost_lines_to_rotation() -> None:
+    point = ResumePoint()
+    point.take(Record(TS1, b"a\n"))
+    point.take(Record(TS2, b"b\n"))
+    point.restart()
+    # The kubelet rotated the file holding TS1 and TS2: the current one starts later.
+    assert point.take(Record(TS3, b"c\n")) == b"c\n"
+    assert point.gap_possible() is True
+    assert point.gap_possible() is False, "asked once"
+
+
+def test_a_resume_that_ends_before_the_last_line_came_again_may_have_lost_lines() -> None:
+    point = ResumePoint()
+    point.take(Record(TS1, b"a\n"))
+    point.restart()
+    point.stream_ended()  # an empty current file: idle, then a new stream
+    assert point.gap_possible() is True
+
+
+def test_the_first_stream_has_nothing_to_lose() -> None:
+    point = ResumePoint()
+    point.restart()
+    point.stream_ended()
+    assert point.gap_possible() is False

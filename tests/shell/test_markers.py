@@ -1,6 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kuberunner.shell.commands import LOST_EXIT_CODE
 from kuberunner.shell.markers import JobOutput, MarkerScanner, ScanEvent, StageExited, marker_bytes
 
 NONCE = "0123456789abcdef0123456789abcdef"
@@ -74,3 +75,66 @@ def test_any_split_gives_the_same_bytes(before: bytes, after: bytes, code: int, 
     out, exits = run(chunks)
     assert exits == [StageExited("step_script", code)]
     assert out == before + after
+
+
+NEXT_NONCE = "fedcba9876543210fedcba9876543210"
+
+
+@given(cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=6))
+def test_a_probe_copy_after_the_real_marker_never_reaches_the_trace(cuts: list[int]) -> None:
+    """A probe written just as the stage ended prints the marker again (LOST_EXIT_CODE) after the
+    real one; the next stage's output is read with that copy cut out, however the bytes are split."""
+    real = marker_bytes(stage="get_sources", nonce=NONCE, exit_code=0)
+    probe = marker_bytes(stage="get_sources", nonce=NONCE, exit_code=LOST_EXIT_CODE)
+    after = marker_bytes(stage="step_script", nonce=NEXT_NONCE, exit_code=2)
+    data = b"fetching\n" + real + b"build " + probe + b"output" + after
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+    scanner = MarkerScanner()
+    scanner.expect(stage="get_sources", nonce=NONCE)
+    output, exits, parked = b"", list[StageExited](), None
+    # As the attach strategy does: what follows a marker waits for the next stage's expectation.
+    for chunk in chunks:
+        if parked is not None:
+            parked += chunk
+            continue
+        for event in scanner.feed(chunk):
+            if isinstance(event, StageExited):
+                exits.append(event)
+                parked = b""
+            elif parked is None:
+                output += event.data
+            else:
+                parked += event.data
+    assert parked is not None
+    scanner.expect(stage="step_script", nonce=NEXT_NONCE)
+    for event in scanner.feed(parked) + scanner.flush():
+        if isinstance(event, StageExited):
+            exits.append(event)
+        else:
+            output += event.data
+    assert output == b"fetching\nbuild output"
+    assert exits == [
+        StageExited("get_sources", 0),
+        StageExited("step_script", 2),
+    ]
+
+
+def test_a_probe_copy_is_the_awaited_stage_lost_when_the_real_marker_never_came() -> None:
+    out, exits = run([b"seq tail", marker_bytes(stage="step_script", nonce=NONCE, exit_code=LOST_EXIT_CODE)])
+    assert (out, exits) == (b"seq tail", [StageExited("step_script", LOST_EXIT_CODE)])
+
+
+def test_a_forged_probe_copy_without_the_nonce_is_output() -> None:
+    forged = marker_bytes(stage="step_script", nonce="0" * 32, exit_code=LOST_EXIT_CODE)
+    out, exits = run([b"x" + marker_bytes(stage="step_script", nonce=NONCE, exit_code=0) + forged])
+    assert exits == [StageExited("step_script", 0)]
+    assert out == b"x" + forged
+
+
+def test_without_spent_cuts_the_probe_copy_from_bytes_after_the_last_stage() -> None:
+    scanner = MarkerScanner()
+    scanner.expect(stage="after_script", nonce=NONCE)
+    scanner.feed(marker_bytes(stage="after_script", nonce=NONCE, exit_code=0))
+    probe = marker_bytes(stage="after_script", nonce=NONCE, exit_code=LOST_EXIT_CODE)
+    assert scanner.without_spent(b"a" + probe + b"b") == b"ab"

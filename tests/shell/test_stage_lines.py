@@ -8,12 +8,13 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 from kuberunner.shell import commands, render
 from kuberunner.shell.layout import DETECT_SHELL, PodPaths
-from kuberunner.shell.markers import JobOutput, MarkerScanner, StageExited
+from kuberunner.shell.markers import JobOutput, MarkerScanner, StageExited, marker_bytes
 
 SHELLS = [s for s in ("/bin/bash", "/bin/dash") if shutil.which(s)]
 NONCE = "feedfacefeedfacefeedfacefeedface"
@@ -22,9 +23,9 @@ NONCE = "feedfacefeedfacefeedfacefeedface"
 class Pid1:
     """A shell reading commands from a pipe, as the build container's PID 1 does."""
 
-    def __init__(self, shell: str, paths: PodPaths) -> None:
+    def __init__(self, shell: str, paths: PodPaths, stdout: IO[bytes] | int = subprocess.DEVNULL) -> None:
         self.paths = paths
-        self.proc = subprocess.Popen([shell], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen([shell], stdin=subprocess.PIPE, stdout=stdout)
 
     def send(self, line: bytes) -> None:
         assert self.proc.stdin is not None
@@ -186,3 +187,40 @@ def test_a_stage_that_ran_leaves_the_log_status_alone(pid1: Pid1) -> None:
     out, code = pid1.run_stage("step_script")
     assert (out.endswith(b"\nfine\n"), code) == (True, 0)
     assert Path(pid1.paths.log_status_file).read_text() == commands.LOG_STATUS_UNSET
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_probe_prints_the_lost_marker_only_after_the_stage_exited(shell: str, tmp_path: Path) -> None:
+    """The kubelet transport: output and marker go to PID 1's stdout (the container log)."""
+    paths = PodPaths(scripts_dir=str(tmp_path / "s"), logs_dir=str(tmp_path / "l"), builds_dir=str(tmp_path))
+    os.makedirs(paths.scripts_dir)
+    os.makedirs(paths.logs_dir)
+    stdout = tmp_path / "container.log"
+    go = tmp_path / "go"
+    with stdout.open("wb") as log:
+        pid1 = Pid1(shell, paths, stdout=log)
+    try:
+        write_stage(pid1, "step_script", [f"while [ ! -e {go} ]; do sleep 0.05; done", "echo done"])
+        pid1.send(
+            commands.start_stage(paths=paths, stage="step_script", nonce=NONCE, token="k", to_log_file=False)
+        )
+        probe = commands.probe_stage(paths=paths, stage="step_script", nonce=NONCE, token="k")
+        pid1.send(probe + b"echo probed-while-running\n")
+        wait_for_bytes(stdout, b"probed-while-running\n")
+        assert b"command_exit_code" not in stdout.read_bytes()
+        go.touch()
+        wait_for_bytes(stdout, b'"nonce": "' + NONCE.encode())
+        pid1.send(probe + b"echo probed-after\n")
+        wait_for_bytes(stdout, b"probed-after\n")
+    finally:
+        pid1.close()
+    real = marker_bytes(stage="step_script", nonce=NONCE, exit_code=0)
+    lost = marker_bytes(stage="step_script", nonce=NONCE, exit_code=commands.LOST_EXIT_CODE)
+    assert stdout.read_bytes().endswith(b"done\n" + real + lost + b"probed-after\n")
+
+
+def wait_for_bytes(path: Path, needle: bytes, *, within: float = 10) -> None:
+    deadline = time.monotonic() + within
+    while needle not in path.read_bytes():
+        assert time.monotonic() < deadline, path.read_bytes()[-500:]
+        time.sleep(0.02)
