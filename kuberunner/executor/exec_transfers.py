@@ -48,6 +48,7 @@ def exec_transfers(
             command=s.entrypoint,
             args=s.command,
             env=tuple((k, expand(v, variables)) for k, v in s.variables),
+            pull_policy=s.pull_policy,
         )
         for s in spec.services
     )

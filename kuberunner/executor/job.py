@@ -325,6 +325,7 @@ def _with_overwrites(settings: ExecutorSettings, request: JobRequest, trace: Tra
         default_image=settings.image,
         service_images=[service.image for service in request.services],
         image_pull_policy=request.job.image_pull_policy,
+        service_pull_policies=[(service.image, service.pull_policy) for service in request.services],
     )
     for note in resolved.notes:
         trace.runner_line(note)

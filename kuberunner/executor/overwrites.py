@@ -43,11 +43,16 @@ def resolve(
     default_image: str,
     service_images: Iterable[str] = (),
     image_pull_policy: tuple[str, ...] = (),
+    service_pull_policies: Iterable[tuple[str, tuple[str, ...]]] = (),
 ) -> Resolved:
     """The namespace and options this job runs with; OverwriteRefused when it asks for too much.
-    `image_pull_policy` is the job's `image:pull_policy` (Kubernetes names), () when it has none."""
+    `image_pull_policy` is the job's `image:pull_policy` (Kubernetes names), () when it has none;
+    `service_pull_policies` each service's image and own `pull_policy`, judged the same way."""
     values = dict(variables)  # a later definition wins, as in the job's environment
     notes: list[str] = []
+    for service_image, wanted in service_pull_policies:
+        if wanted:
+            _check_job_pull_policy(options, wanted, service_image)
     if image_pull_policy:
         _check_job_pull_policy(options, image_pull_policy, image or default_image)
         # Judged here, so the configured list no longer matters: the job's replaces it.

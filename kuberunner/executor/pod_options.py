@@ -105,7 +105,7 @@ def _container(container: dict[str, Any], options: PodOptions) -> None:
     resources = _resources(options.resources.get(kind, ContainerResources()))
     if resources:
         container["resources"] = resources
-    if options.pull_policy:
+    if options.pull_policy and "imagePullPolicy" not in container:  # a service's own wins
         container["imagePullPolicy"] = options.pull_policy[0]
     security = copy.deepcopy(container.get("securityContext", {}))
     security["capabilities"] = _runner_capabilities(security.get("capabilities", {}), options)

@@ -38,6 +38,8 @@ class ServiceContainer:
     """GitLab's `command`."""
     env: tuple[tuple[str, str], ...] = ()
     ports: tuple[int, ...] = ()
+    pull_policy: tuple[str, ...] = ()
+    """The service's own `pull_policy` (Kubernetes names), judged by `overwrites`; (): the build's."""
 
 
 def container_name(index: int) -> str:
@@ -70,6 +72,8 @@ def pod_containers(services: Sequence[ServiceContainer], security: dict[str, Any
             container["args"] = list(service.args)
         if service.ports:
             container["ports"] = [{"containerPort": p, "protocol": "TCP"} for p in service.ports]
+        if service.pull_policy:
+            container["imagePullPolicy"] = service.pull_policy[0]
         containers.append(container)
     return containers
 

@@ -58,6 +58,8 @@ class Service:
     command: tuple[str, ...] = ()
     variables: tuple[tuple[str, str], ...] = ()
     ports: tuple[int, ...] = ()
+    pull_policy: tuple[str, ...] = ()
+    """As GitLab sends it (`always`, `if-not-present`, `never`); judged by translate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +270,7 @@ def _service(obj: Any, index: int) -> Service:
         command=_strings(_get(item, "command", list, where, []), f"{where}command"),
         variables=tuple(variables),
         ports=tuple(ports),
+        pull_policy=_strings(_get(item, "pull_policy", list, where, []), f"{where}pull_policy"),
     )
 
 

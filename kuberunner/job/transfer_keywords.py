@@ -2,7 +2,7 @@
 
 Shapes as GitLab accepts them: `cache` a mapping or a list of them, its `key` a string or
 `{files, prefix}`; `services` a list of image names or of `{name, alias, entrypoint, command,
-variables}`; `artifacts` with `paths`, `exclude`, `name`, `when`, `untracked`, `expire_in` and
+variables, pull_policy}`; `artifacts` with `paths`, `exclude`, `name`, `when`, `untracked`, `expire_in` and
 `reports` (each report a path or a list). A wrong shape is a JobFileError at its line; a sub-key
 kuberunner does not act on is a warning.
 """
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kuberunner.errors import JobFileError
+from kuberunner.job import values
 from kuberunner.job.yaml_nodes import Entry, Map, Node, Scalar, Seq, describe
 
 _WHEN = ("on_success", "on_failure", "always")
@@ -51,6 +52,8 @@ class Service:
     entrypoint: tuple[str, ...] = ()
     command: tuple[str, ...] = ()
     variables: tuple[tuple[str, str], ...] = ()
+    pull_policy: tuple[str, ...] = ()
+    """Kubernetes names (`IfNotPresent`…), in order; (): the one the build image gets."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +203,8 @@ def read_services(entry: Entry, where: str, path: Path, warnings: list[str]) -> 
                 found["variables"] = tuple(
                     (v.key, reader.text(v, f"{key}:{v.key}")) for v in reader.mapping(sub, key)
                 )
+            elif sub.key == "pull_policy":
+                found["pull_policy"] = values.pull_policies(sub, key, where, path)
             else:
                 reader.ignored(key)
         if not found.get("name"):

@@ -102,6 +102,11 @@ def image_pull_policy(entry: Entry, where: str, path: Path) -> tuple[str, ...]:
     Whether the runner allows them is its own decision (`allowed_pull_policies`), made per job."""
     if not isinstance(entry.value, Map) or (policy := entry.value.get("pull_policy")) is None:
         return ()
+    return pull_policies(policy, "image:pull_policy", where, path)
+
+
+def pull_policies(policy: Entry, keyword: str, where: str, path: Path) -> tuple[str, ...]:
+    """A `pull_policy` entry (of `image:` or a service) as Kubernetes policy names, in order, each once."""
     value = policy.value
     items = value.items if isinstance(value, Seq) else (value,)
     found: list[str] = []
@@ -112,12 +117,12 @@ def image_pull_policy(entry: Entry, where: str, path: Path) -> tuple[str, ...]:
             raise JobFileError(
                 path,
                 item.line,
-                f"{_at(where)}'image:pull_policy' must be always, if-not-present or never "
+                f"{_at(where)}{keyword!r} must be always, if-not-present or never "
                 f"(or a list of them), not {describe(item)}",
             )
         found.append(kubernetes_name)
     if not found:
-        raise JobFileError(path, policy.key_line, f"{_at(where)}'image:pull_policy' must not be empty")
+        raise JobFileError(path, policy.key_line, f"{_at(where)}{keyword!r} must not be empty")
     return tuple(dict.fromkeys(found))
 
 

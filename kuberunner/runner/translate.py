@@ -92,7 +92,7 @@ def translate(
         script=script_step.script,
         after_script=after.script if after is not None else (),
         image=image,
-        image_pull_policy=_pull_policies(payload.image_pull_policy),
+        image_pull_policy=_pull_policies(payload.image_pull_policy, "image"),
         variables=(),
         timeout_seconds=payload.timeout,
     )
@@ -143,6 +143,7 @@ def _services(payload: JobPayload, values: dict[str, str]) -> tuple[ServiceConta
                 args=service.command,
                 env=tuple((k, expand(v, values)) for k, v in service.variables),
                 ports=service.ports,
+                pull_policy=_pull_policies(service.pull_policy, f"services[{index}]"),
             )
         )
     return tuple(found)
@@ -203,9 +204,11 @@ def _credentials_apart(url: str) -> tuple[str, str]:
     return clean, "Authorization: Basic " + base64.b64encode(pair).decode()
 
 
-def _pull_policies(sent: tuple[str, ...]) -> tuple[str, ...]:
-    """GitLab's `image.pull_policy` names as Kubernetes ones, in order, each once."""
+def _pull_policies(sent: tuple[str, ...], whose: str) -> tuple[str, ...]:
+    """GitLab's `pull_policy` names (of `image` or a service) as Kubernetes ones, in order, each once."""
     unknown = [name for name in sent if name not in PULL_POLICIES]
     if unknown:
-        raise Untranslatable(f"image pull_policy {unknown[0]!r} is not one of always, if-not-present, never")
+        raise Untranslatable(
+            f"{whose} pull_policy {unknown[0]!r} is not one of always, if-not-present, never"
+        )
     return tuple(dict.fromkeys(PULL_POLICIES[name] for name in sent))

@@ -32,7 +32,10 @@ from kuberunner.shell.layout import PodPaths
 from kuberunner.trace import StreamSink, Trace
 
 
-def pod(options: PodOptions) -> dict[str, Any]:
+def pod(
+    options: PodOptions,
+    services: tuple[ServiceContainer, ...] = (ServiceContainer(image="postgres:16", aliases=("db",)),),
+) -> dict[str, Any]:
     design = PodDesign(
         name="p",
         namespace="ns",
@@ -42,7 +45,7 @@ def pod(options: PodOptions) -> dict[str, Any]:
         job_name="j",
         paths=PodPaths(),
         helper_image="helper:1",
-        services=(ServiceContainer(image="postgres:16", aliases=("db",)),),
+        services=services,
     )
     return apply_pod_options(build_pod(design), options)
 
@@ -588,3 +591,34 @@ async def test_the_last_pull_policys_failure_is_the_jobs() -> None:
     assert [name for name, _ in cluster.created] == cluster.deleted
     assert len(cluster.deleted) == 1 and b"Attempt #" not in trace
     assert result == SystemFailure(f"pod default/{cluster.deleted[0]}: ErrImageNeverPull: not present")
+
+
+def test_a_services_own_pull_policy_wins_over_the_configured_one_for_its_container_only() -> None:
+    services = (
+        ServiceContainer(image="postgres:16", aliases=("db",), pull_policy=("IfNotPresent", "Always")),
+        ServiceContainer(image="redis:7", aliases=("cache",)),
+    )
+    found = containers(pod(PodOptions(pull_policy=("Never",)), services))
+    assert {name: c["imagePullPolicy"] for name, c in found.items()} == {
+        "build": "Never",
+        "helper": "Never",
+        "svc-0": "IfNotPresent",
+        "svc-1": "Never",
+    }
+
+
+def test_a_service_cannot_pick_a_pull_policy_the_runner_does_not_allow() -> None:
+    # A hostile job pulling a service image past the node's vetted copy is refused like its own image.
+    with pytest.raises(OverwriteRefused) as caught:
+        resolve(
+            PodOptions(pull_policy=("Never",), allowed_pull_policies=("Never", "IfNotPresent")),
+            namespace="ci",
+            variables=(),
+            image="ruby:3",
+            default_image="alpine",
+            service_pull_policies=[("redis:7", ("IfNotPresent",)), ("evil/db:1", ("Always",))],
+        )
+    assert str(caught.value) == (
+        "failed to pull image 'evil/db:1': pull_policy ([Always]) defined in GitLab pipeline config "
+        "is not one of the allowed_pull_policies ([Never IfNotPresent])"
+    )

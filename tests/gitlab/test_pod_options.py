@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cli.execution import Cluster
 
-from .fake_gitlab import FakeGitLab
+from .fake_gitlab import FakeGitLab, FakeJob
 from .runner_process import finished, script_job, started_runner
 
 BOUNDS = '    cpu_limit = "100m"\n    cpu_limit_overwrite_max_allowed = "200m"\n'
@@ -46,6 +46,17 @@ async def test_more_cpu_than_allowed_is_a_system_failure_before_any_pod(
     assert b"the script ran" in modest.text
 
 
+async def run_all(gitlab: FakeGitLab, cluster: Cluster, tmp_path: Path, *jobs: FakeJob) -> None:
+    """Runs `jobs` on a runner that allows the `never` and `if-not-present` pull policies only."""
+    allowed = '    allowed_pull_policies = ["never", "if-not-present"]\n'
+    runner = await started_runner(gitlab, cluster, tmp_path, kubernetes=allowed)
+    try:
+        for job in jobs:
+            await finished(job, runner, within=120)
+    finally:
+        assert await runner.stop() == 0
+
+
 async def test_a_jobs_image_pull_policy_must_be_one_config_allows(
     gitlab: FakeGitLab, gitlab_cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -56,14 +67,7 @@ async def test_a_jobs_image_pull_policy_must_be_one_config_allows(
     )
     local = gitlab.enqueue(script_job("echo the script ran", image={"name": image, "pull_policy": ["never"]}))
     unknown = gitlab.enqueue(script_job("echo the script ran", image={"name": image, "pull_policy": ["x;y"]}))
-    allowed = '    allowed_pull_policies = ["never", "if-not-present"]\n'
-    runner = await started_runner(gitlab, gitlab_cluster, tmp_path, kubernetes=allowed)
-    try:
-        await finished(pulling, runner, within=120)
-        await finished(local, runner, within=120)
-        await finished(unknown, runner, within=120)
-    finally:
-        assert await runner.stop() == 0
+    await run_all(gitlab, gitlab_cluster, tmp_path, pulling, local, unknown)
     assert (pulling.state, pulling.failure_reason) == ("failed", "runner_system_failure")
     reason = (
         f"failed to pull image '{image}': pull_policy ([Always]) defined in GitLab pipeline config is not "
@@ -81,3 +85,29 @@ async def test_a_jobs_image_pull_policy_must_be_one_config_allows(
         unknown.text
     )
     assert b"the script ran" not in unknown.text
+
+
+async def test_a_services_pull_policy_must_be_one_config_allows(
+    gitlab: FakeGitLab, gitlab_cluster: Cluster, tmp_path: Path
+) -> None:
+    image = os.environ.get("KUBERNETES_IMAGE", "alpine:3.19")
+
+    def with_service(policy: list[str]) -> dict[str, object]:
+        service = {"name": image, "entrypoint": ["sh", "-c"], "command": ["sleep 600"], "pull_policy": policy}
+        return script_job("echo the script ran", services=[service])
+
+    pulling = gitlab.enqueue(with_service(["always"]))
+    local = gitlab.enqueue(with_service(["never"]))
+    unknown = gitlab.enqueue(with_service(["sometimes"]))
+    await run_all(gitlab, gitlab_cluster, tmp_path, pulling, local, unknown)
+    assert (pulling.state, pulling.failure_reason) == ("failed", "runner_system_failure")
+    reason = (
+        f"failed to pull image '{image}': pull_policy ([Always]) defined in GitLab pipeline config is not "
+        "one of the allowed_pull_policies ([Never IfNotPresent])"
+    )
+    assert f"ERROR: Preparation failed: {reason}".encode() in pulling.text, pulling.text[-2000:]
+    assert b"the script ran" not in pulling.text
+    assert local.state == "success", local.text[-2000:]
+    assert b"the script ran" in local.text
+    assert (unknown.state, unknown.failure_reason) == ("failed", "runner_system_failure")
+    assert b"services[0] pull_policy 'sometimes' is not one of always, if-not-present, never" in unknown.text

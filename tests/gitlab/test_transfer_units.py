@@ -178,6 +178,7 @@ build:
       entrypoint: ["docker-entrypoint.sh"]
       command: postgres
       variables: {POSTGRES_PASSWORD: secret}
+      pull_policy: [if-not-present, always]
 """
 
 
@@ -223,9 +224,21 @@ def test_exec_reads_artifacts_cache_and_services_as_gitlab_spells_them(tmp_path:
             entrypoint=("docker-entrypoint.sh",),
             command=("postgres",),
             variables=(("POSTGRES_PASSWORD", "secret"),),
+            pull_policy=("IfNotPresent", "Always"),
         ),
     )
     assert warnings == ["job 'build': keyword 'artifacts:public' is not supported yet and is ignored"]
+
+
+def test_exec_names_the_line_of_a_bad_service_pull_policy(tmp_path: Path) -> None:
+    job = job_entries(
+        "build:\n  script: [make]\n  services:\n    - name: redis\n      pull_policy: sometimes\n", tmp_path
+    )
+    with pytest.raises(
+        JobFileError,
+        match=r"\.gitlab-ci\.yml:5: job 'build': 'services:pull_policy' must be always, if-not-present or",
+    ):
+        read_services(job.get("services"), "job 'build'", tmp_path / ".gitlab-ci.yml", [])  # type: ignore[arg-type]
 
 
 def test_exec_names_the_line_of_a_wrong_shape(tmp_path: Path) -> None:
