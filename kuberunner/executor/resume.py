@@ -67,6 +67,8 @@ class ResumeFrom:
     """Per container, the last log record the trace holds (`kubelet` transport)."""
     started: dict[str, tuple[str, str]] = field(default_factory=dict)
     """(nonce, kill token) of every stage written to the pod so far."""
+    started_at: dict[str, float] = field(default_factory=dict)
+    """Unix time each of those stages was started at (absent in older records)."""
     deadline: float = 0.0
     """Unix time at which the job's timeout ends, counted from its real start."""
     timeout: float = 3600.0
@@ -286,6 +288,9 @@ async def _after_script(
         job.trace.section_start(AFTER_SCRIPT, job.plan.header(AFTER_SCRIPT))
     _take_over(job, resume, stage)
     allowed = resume.after_script_timeout or job.settings.after_script_timeout
+    if first and stage in resume.started_at:
+        # Taken over while it ran: what is left of its timeout, not a new one.
+        allowed = max(0.0, resume.started_at[stage] + allowed - time.time())
     try:
         end = await strategy.run_stage(cleanup, stage, deadline=loop.time() + allowed)
     finally:

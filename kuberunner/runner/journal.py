@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -122,6 +123,9 @@ class JobRecord:
     after_stages: tuple[str, ...] = ()
     """The cache and artifact stages after the script the pod has scripts for (`resume.after_stages`)."""
     started: dict[str, tuple[str, str]] = field(default_factory=dict)
+    started_at: dict[str, float] = field(default_factory=dict)
+    """Unix time each stage's start line was first recorded: a stage taken over keeps its own
+    timeout (after_script's), counted from then."""
     current: str | None = None
     checkpoint: Checkpoint | None = None
     acknowledged: int = 0
@@ -162,6 +166,7 @@ class JobRecord:
             offset=point.offset,
             records=dict(point.records),
             started=dict(self.started),
+            started_at=dict(self.started_at),
             deadline=self.deadline,
             timeout=self.timeout,
             outcome=point.outcome,
@@ -192,6 +197,7 @@ class JobRecord:
             "after_stages": list(self.after_stages),
             "current": self.current,
             "started": {stage: list(pair) for stage, pair in self.started.items()},
+            "started_at": dict(self.started_at),
             "checkpoint": None if point is None else _checkpoint_json(point),
             "acknowledged": self.acknowledged,
             "acknowledged_crc": self.acknowledged_crc,
@@ -232,6 +238,7 @@ class JobRecord:
             git_sources=bool(doc["git_sources"]),
             current=doc.get("current"),
             started={str(k): (str(v[0]), str(v[1])) for k, v in dict(doc["started"]).items()},
+            started_at={str(k): float(v) for k, v in dict(doc.get("started_at", {})).items()},
             checkpoint=None if point is None else _checkpoint_from(point),
             acknowledged=int(doc["acknowledged"]),
             acknowledged_crc=int(doc["acknowledged_crc"]),
@@ -438,6 +445,8 @@ class Recorder:
             self._write()
             return
         if event == "stage" and state.stage is not None and state.nonce and state.token:
+            if record.started.get(state.stage) != (state.nonce, state.token):
+                record.started_at[state.stage] = time.time()  # not again when taken over
             record.started[state.stage] = (state.nonce, state.token)
             record.current = state.stage
             if state.clean:

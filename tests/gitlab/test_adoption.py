@@ -293,3 +293,24 @@ def test_a_continued_trace_skips_what_gitlab_holds_and_keeps_the_whole_checksum(
     assert (buffer.size, buffer.checksum) == (len(whole), f"crc32:{zlib.crc32(whole):08x}")
     buffer.rewind(3)  # never before the bytes this process can send
     assert buffer.next_chunk() == Chunk(6, b"world, again")
+
+
+async def test_an_after_script_taken_over_keeps_what_was_left_of_its_timeout(
+    gitlab: FakeGitLab, gitlab_cluster: Cluster, tmp_path: Path
+) -> None:
+    # 8 s for an after_script that would take 11: whether the runner was down for 4 of them or not,
+    # it is stopped at 8 s, never given 8 s more from the moment a restarted runner takes it over.
+    spec = script_job("echo script-ran", after=("echo after-start", "sleep 11", "echo after-late"))
+    spec["steps"][1]["timeout"] = 8
+    job = gitlab.enqueue(spec)
+    runner = Restartable(gitlab, gitlab_cluster, tmp_path, "file")
+    try:
+        await until(lambda: b"after-start\n" in job.text, what="after-start in GitLab's trace", within=60)
+        await down_for_a_while(runner, 4)
+        runner.start()
+        await finished(job, runner.process, within=60)
+    finally:
+        await runner.process.stop()
+    assert job.state == "success", job.text[-2000:]
+    assert b"after-late" not in job.text.replace(b"echo after-late", b""), job.text[-2000:]
+    assert b"WARNING: after_script timed out" in job.text, job.text[-2000:]
