@@ -16,12 +16,24 @@ from cli.execution import Cluster
 
 from kuberunner.gitlab.trace_upload import Chunk, TraceBuffer
 
-from .fake_gitlab import FakeGitLab, Fault
+from .fake_gitlab import FakeGitLab, FakeJob, Fault
 from .restartable import Restartable, down_for_a_while
 from .runner_process import RunnerProcess, finished, script_job, until, write_config
 
 COUNT = 100
 NUMBERED = f'for i in $(seq 1 {COUNT}); do echo "line $i"; sleep 0.1; done'
+
+
+async def down_once_after(runner: Restartable, job: FakeJob, needle: bytes, *, down: float) -> None:
+    """Once GitLab's trace holds `needle`, the runner is killed, left down `down` s and started
+    again; returns when the job has finished (the runner is stopped either way)."""
+    try:
+        await until(lambda: needle in job.text, what=f"{needle!r} in GitLab's trace", within=60)
+        await down_for_a_while(runner, down)
+        runner.start()
+        await finished(job, runner.process, within=60)
+    finally:
+        await runner.process.stop()
 
 
 def numbered_lines(trace: bytes) -> list[int]:
@@ -142,13 +154,7 @@ async def test_a_job_that_finished_while_the_runner_was_down_is_reported_with_it
 ) -> None:
     job = gitlab.enqueue(script_job("echo started", "sleep 1", "echo finished"))
     runner = Restartable(gitlab, gitlab_cluster, tmp_path)
-    try:
-        await until(lambda: b"started\n" in job.text, what="the job to start", within=60)
-        await down_for_a_while(runner, 3)
-        runner.start()
-        await finished(job, runner.process, within=30)
-    finally:
-        await runner.process.stop()
+    await down_once_after(runner, job, b"started\n", down=3)
     assert job.state == "success", runner.log()[-3000:]
     assert job.text.count(b"\nstarted\n") == job.text.count(b"\nfinished\n") == 1
     assert job.checksum_ok
@@ -304,13 +310,7 @@ async def test_an_after_script_taken_over_keeps_what_was_left_of_its_timeout(
     spec["steps"][1]["timeout"] = 8
     job = gitlab.enqueue(spec)
     runner = Restartable(gitlab, gitlab_cluster, tmp_path, "file")
-    try:
-        await until(lambda: b"after-start\n" in job.text, what="after-start in GitLab's trace", within=60)
-        await down_for_a_while(runner, 4)
-        runner.start()
-        await finished(job, runner.process, within=60)
-    finally:
-        await runner.process.stop()
+    await down_once_after(runner, job, b"after-start\n", down=4)
     assert job.state == "success", job.text[-2000:]
     assert b"after-late" not in job.text.replace(b"echo after-late", b""), job.text[-2000:]
     assert b"WARNING: after_script timed out" in job.text, job.text[-2000:]
