@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from kuberunner import __version__
-from kuberunner.executor import overwrites, poddeletion, podhealth, retrying
+from kuberunner.executor import overwrites, poddeletion, podhealth, retrying, started_events
 from kuberunner.executor.attach import AttachStrategy
 from kuberunner.executor.backoff import Backoff
 from kuberunner.executor.file_transport import TransportError
@@ -511,12 +511,20 @@ async def _wait_for_running(
         )
 
     watcher = asyncio.ensure_future(watch())
+    started = asyncio.ensure_future(
+        started_events.all_started(
+            job.client, namespace=job.state.namespace, pod=job.state.pod, containers=job.plan.containers
+        )
+    )
     try:
-        done = await first_of([watcher, job.cancel.wait()], within=limit - loop.time())
+        done = await first_of([watcher, started, job.cancel.wait()], within=limit - loop.time())
     finally:
         watcher.cancel()
+        started.cancel()
     if watcher in done:
         return watcher.result()
+    if started in done:
+        return started.result()
     if job.cancel.is_set():
         return Observation((), canceled=True)
     if limit >= deadline:

@@ -23,8 +23,8 @@ import asyncio.sslproto
 import json
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from contextlib import aclosing, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -427,7 +427,54 @@ class KubeClient:
         `StreamLost`; an event over `max_event` bytes raises `BodyTooLarge`. A watch abandoned by
         its caller closes its connection: a half-read one must never go back to the pool.
         """
-        query = [("fieldSelector", f"metadata.name={name}"), ("watch", "true")]
+        watch = self.watch_objects(
+            namespace,
+            "pods",
+            f"metadata.name={name}",
+            what=f"pod {name}",
+            resource_version=resource_version,
+            timeout_seconds=timeout_seconds,
+            idle_timeout=idle_timeout,
+            max_event=max_event,
+            bookmarks=bookmarks,
+        )
+        async with aclosing(watch):  # its connection is closed as soon as we stop
+            async for event in watch:
+                yield event
+                if event[0] == "DELETED":
+                    return
+
+    async def watch_events(
+        self, namespace: str, involved: str, *, max_event: int = 1 << 20
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """core/v1 Events `(type, event)` about the object named `involved`, those already recorded
+        first; ends as `watch_pod` does when the stream ends."""
+        watch = self.watch_objects(
+            namespace,
+            "events",
+            f"involvedObject.name={involved}",
+            what=f"events of {involved}",
+            max_event=max_event,
+        )
+        async with aclosing(watch):
+            async for event in watch:
+                yield event
+
+    async def watch_objects(
+        self,
+        namespace: str,
+        resource: str,
+        field_selector: str,
+        *,
+        what: str,
+        resource_version: str | None = None,
+        timeout_seconds: int | None = 290,
+        idle_timeout: float = 330.0,
+        max_event: int = 16 << 20,
+        bookmarks: bool = False,
+    ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
+        """The watch behind `watch_pod` and `watch_events`, of `resource` objects `field_selector` picks."""
+        query = [("fieldSelector", field_selector), ("watch", "true")]
         if resource_version:
             query.append(("resourceVersion", resource_version))
         if timeout_seconds is not None:
@@ -441,7 +488,7 @@ class KubeClient:
         )
         with self.noting_silence(), map_errors(self._cfg.host):
             resp = await self.stream_session.get(
-                self.url(self._path(namespace, "pods")), params=query, headers=headers, timeout=timeout
+                self.url(self._path(namespace, resource)), params=query, headers=headers, timeout=timeout
             )
         try:
             if resp.status != 200:
@@ -460,7 +507,7 @@ class KubeClient:
                 try:
                     lines = splitter.feed(chunk)
                 except LineTooLong as exc:
-                    raise BodyTooLarge(f"watch of pod {name}: an event {exc}") from None
+                    raise BodyTooLarge(f"watch of {what}: an event {exc}") from None
                 for line in lines:
                     if not line.strip():
                         continue
@@ -470,8 +517,6 @@ class KubeClient:
                     if kind == "BOOKMARK" and not bookmarks:
                         continue
                     yield kind, obj
-                    if kind == "DELETED":
-                        return
         finally:
             # Closing (not releasing) drops the connection unless the body was read to its end.
             if resp.content.at_eof():

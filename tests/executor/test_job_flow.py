@@ -71,6 +71,11 @@ class FakeCluster:
         await self.broken.wait()
         yield "DELETED", self.pods[name]
 
+    async def watch_events(self, namespace: str, involved: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """None recorded: the pod's status alone says when it runs."""
+        for _ in ():
+            yield "ADDED", {}
+
 
 class ScriptedStrategy:
     """Ends each stage as told; records which stages ran."""

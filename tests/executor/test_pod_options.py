@@ -535,6 +535,11 @@ class PullingCluster:
         yield "ADDED", self.pods[name]
         await asyncio.Event().wait()
 
+    async def watch_events(self, namespace: str, involved: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """None recorded: the pod's status alone says when it runs."""
+        for _ in ():
+            yield "ADDED", {}
+
 
 class EveryStagePasses:
     name = "scripted"

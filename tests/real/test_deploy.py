@@ -111,6 +111,7 @@ def test_the_chart_for_each_transport_and_the_manifests_pass_server_side_validat
         "pods/attach": ["get", "create"],
         "pods/log": ["get"],
         "secrets": ["create", "get"],
+        "events": ["list", "watch"],
     }
     assert roles == {"file": {**common, "pods/exec": ["get", "create"]}, "kubelet": common}
 
