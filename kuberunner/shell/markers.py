@@ -47,7 +47,6 @@ class MarkerScanner:
         self._suffix = b""
         self._exit_code = 0
         self._max_hold = max_hold
-        self._nonce = ""
         self._spent = b""
         """The probe marker of the stage that exited last, should a probe print it after all."""
 
@@ -56,7 +55,7 @@ class MarkerScanner:
         suffix = f', "script": "{stage}", "nonce": "{nonce}"}}\n'.encode()
         if len(_PREFIX) + _MAX_DIGITS + len(suffix) > self._max_hold:
             raise ValueError(f"a marker for stage {stage!r} would exceed max_hold={self._max_hold}")
-        self._stage, self._suffix, self._nonce = stage, suffix, nonce
+        self._stage, self._suffix = stage, suffix
 
     @property
     def held(self) -> int:
@@ -95,7 +94,7 @@ class MarkerScanner:
                 start = 0
                 continue
             events.append(StageExited(self._stage, self._exit_code))
-            self._spent = marker_bytes(stage=self._stage, nonce=self._nonce, exit_code=LOST_EXIT_CODE)
+            self._spent = _PREFIX + str(LOST_EXIT_CODE).encode() + self._suffix
             self._stage = None
             buffer = buffer[verdict:]
             start = 0

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from real.cluster import kubectl
 
-from .execution import Cluster, Running, pipeline, run_exec
+from .execution import Cluster, Done, Running, pipeline, run_exec
 from .namespaces import create_namespace, delete_namespace
 
 WAITING = ["echo started", "sleep 600"]
@@ -141,18 +141,23 @@ def test_pod_keys_reach_the_stored_pod(cluster: Cluster, tmp_path: Path) -> None
     assert b"\nhello\n" in done.trace and b"\npatched=yes\n" in done.trace, done.trace[-3000:]
 
 
+def assert_refused_before_the_script(done: Done, reason: str, *, never: bytes) -> None:
+    """The job ended as a system failure for `reason` before its script (which prints `never`) ran."""
+    assert done.status == 3, done.trace[-2000:]
+    assert f"ERROR: Preparation failed: {reason}\n".encode() in done.trace, done.trace
+    assert done.trace.endswith(f"ERROR: Job failed (system failure): {reason}\n".encode()), done.trace
+    assert never not in done.trace
+
+
 def test_a_job_variable_cannot_ask_for_more_cpu_than_allowed(cluster: Cluster, tmp_path: Path) -> None:
     config = config_file(tmp_path, 'cpu_limit = "200m"\ncpu_limit_overwrite_max_allowed = "400m"\n')
     job = pipeline(script=["echo never"], variables={"KUBERNETES_CPU_LIMIT": "600m"})
     done = run_exec(cluster, tmp_path, job, "-c", str(config))
-    assert done.status == 3, done.trace[-2000:]
     reason = (
         'invalid build limits specified: the resource "CPULimit" requested "600m" is higher than limit '
         'allowed "400m"'
     )
-    assert f"ERROR: Preparation failed: {reason}\n".encode() in done.trace, done.trace
-    assert done.trace.endswith(f"ERROR: Job failed (system failure): {reason}\n".encode()), done.trace
-    assert b"never" not in done.trace
+    assert_refused_before_the_script(done, reason, never=b"never")
 
 
 def test_job_variables_change_only_what_config_allows(cluster: Cluster, tmp_path: Path) -> None:
@@ -354,14 +359,11 @@ def test_a_job_cannot_choose_a_pull_policy_config_does_not_allow(cluster: Cluste
     config = config_file(tmp_path, 'pull_policy = ["never", "if-not-present"]\n')
     image = {"name": "evil/miner:1", "pull_policy": "always"}
     done = run_exec(cluster, tmp_path, pipeline(image=image, script=["echo never"]), "-c", str(config))
-    assert done.status == 3, done.trace[-2000:]
     reason = (
         "failed to pull image 'evil/miner:1': pull_policy ([Always]) defined in GitLab pipeline config is "
         "not one of the allowed_pull_policies ([Never IfNotPresent])"
     )
-    assert f"ERROR: Preparation failed: {reason}\n".encode() in done.trace, done.trace
-    assert done.trace.endswith(f"ERROR: Job failed (system failure): {reason}\n".encode()), done.trace
-    assert b"never\n" not in done.trace
+    assert_refused_before_the_script(done, reason, never=b"never\n")
 
 
 def test_a_bad_image_pull_policy_names_the_file_and_line(cluster: Cluster, tmp_path: Path) -> None:

@@ -21,6 +21,13 @@ def with_variables(*pairs: tuple[str, str]) -> dict[str, object]:
     }
 
 
+def assert_refused_before_the_script(job: FakeJob, reason: str) -> None:
+    """The job failed as a system failure for `reason` before its script ran."""
+    assert (job.state, job.failure_reason) == ("failed", "runner_system_failure")
+    assert f"\x1b[31;1mERROR: Preparation failed: {reason}\x1b[0;m\n".encode() in job.text, job.text[-2000:]
+    assert b"the script ran" not in job.text
+
+
 async def test_more_cpu_than_allowed_is_a_system_failure_before_any_pod(
     gitlab: FakeGitLab, gitlab_cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -32,15 +39,11 @@ async def test_more_cpu_than_allowed_is_a_system_failure_before_any_pod(
         await finished(modest, runner, within=120)
     finally:
         assert await runner.stop() == 0
-    assert (greedy.state, greedy.failure_reason) == ("failed", "runner_system_failure")
     reason = (
         'invalid build limits specified: the resource "CPULimit" requested "2" is higher than limit '
         'allowed "200m"'
     )
-    assert f"\x1b[31;1mERROR: Preparation failed: {reason}\x1b[0;m\n".encode() in greedy.text, greedy.text[
-        -2000:
-    ]
-    assert b"the script ran" not in greedy.text
+    assert_refused_before_the_script(greedy, reason)
     assert modest.state == "success", modest.text[-2000:]
     assert b'"CPULimit" overwritten with "150m"\n' in modest.text
     assert b"the script ran" in modest.text
@@ -68,15 +71,11 @@ async def test_a_jobs_image_pull_policy_must_be_one_config_allows(
     local = gitlab.enqueue(script_job("echo the script ran", image={"name": image, "pull_policy": ["never"]}))
     unknown = gitlab.enqueue(script_job("echo the script ran", image={"name": image, "pull_policy": ["x;y"]}))
     await run_all(gitlab, gitlab_cluster, tmp_path, pulling, local, unknown)
-    assert (pulling.state, pulling.failure_reason) == ("failed", "runner_system_failure")
     reason = (
         f"failed to pull image '{image}': pull_policy ([Always]) defined in GitLab pipeline config is not "
         "one of the allowed_pull_policies ([Never IfNotPresent])"
     )
-    assert f"\x1b[31;1mERROR: Preparation failed: {reason}\x1b[0;m\n".encode() in pulling.text, pulling.text[
-        -2000:
-    ]
-    assert b"the script ran" not in pulling.text
+    assert_refused_before_the_script(pulling, reason)
     assert local.state == "success", local.text[-2000:]
     assert b"the script ran" in local.text
     assert b"pull_policy" not in local.text
@@ -100,13 +99,11 @@ async def test_a_services_pull_policy_must_be_one_config_allows(
     local = gitlab.enqueue(with_service(["never"]))
     unknown = gitlab.enqueue(with_service(["sometimes"]))
     await run_all(gitlab, gitlab_cluster, tmp_path, pulling, local, unknown)
-    assert (pulling.state, pulling.failure_reason) == ("failed", "runner_system_failure")
     reason = (
         f"failed to pull image '{image}': pull_policy ([Always]) defined in GitLab pipeline config is not "
         "one of the allowed_pull_policies ([Never IfNotPresent])"
     )
-    assert f"ERROR: Preparation failed: {reason}".encode() in pulling.text, pulling.text[-2000:]
-    assert b"the script ran" not in pulling.text
+    assert_refused_before_the_script(pulling, reason)
     assert local.state == "success", local.text[-2000:]
     assert b"the script ran" in local.text
     assert (unknown.state, unknown.failure_reason) == ("failed", "runner_system_failure")
