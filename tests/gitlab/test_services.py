@@ -70,12 +70,15 @@ async def test_a_service_that_exits_early_shows_its_last_log_lines(
         assert await runner.stop() == 0
     assert job.state == "success", job.text.decode(errors="replace")[-2000:]
     text = unstamped(job.text)
-    assert (
+    head = (
         b"\x1b[0;33m*** WARNING: Service svc-0 probably didn't start properly.\x1b[0;m\n"
         b"\x1b[0;33mHealth check error:\x1b[0;m\n"
         + f"\x1b[0;33mservice {HELPER_IMAGE} did not accept connections on 25433/tcp\x1b[0;m\n".encode()
         + b"\x1b[0;33mService container logs:\x1b[0;m\n"
-        b"starting\nFATAL: invalid configuration\n"
-        b"\x1b[0;33m*********\x1b[0;m\n"
-    ) in text, text[-2000:]
+    )
+    tail = b"\x1b[0;33m*********\x1b[0;m\n"
+    # The runtime reads stdout and stderr through separate pipes, so a real kubelet's log may hold
+    # the stderr line first (seen on the real cluster); both lines, and nothing else, either way.
+    logged = (b"starting\nFATAL: invalid configuration\n", b"FATAL: invalid configuration\nstarting\n")
+    assert any(head + lines + tail in text for lines in logged), text[-2000:]
     assert b"\nthe script still runs\n" in text

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import ssl
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -128,3 +132,60 @@ async def test_unusable_key_material_is_a_config_error(pki: Pki, tmp_path: Path)
         await KubeClient.open(replace(base, cert_data=b"not pem", key_data=b"not pem"))
     with pytest.raises(KubeConfigError, match="CA"):
         await KubeClient.open(replace(base, ca_data=b"-----BEGIN CERTIFICATE-----\nxx\n"))
+
+
+class MuteAfterResponse(threading.Thread):
+    """A TLS server that answers one request with a watch that never ends, then feeds no byte more
+    to TLS, as an API server too busy to read: the client's close_notify is never answered.
+    `dropped` is set once the client's side of the TCP connection is gone."""
+
+    def __init__(self, pki: Pki, body: bytes) -> None:
+        super().__init__(daemon=True)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(pki.server_cert, pki.server_key)
+        self.body = body
+        self.dropped = threading.Event()
+
+    def run(self) -> None:
+        with self.listener:
+            conn, _ = self.listener.accept()
+        conn.settimeout(30)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = self.context.wrap_bio(incoming, outgoing, server_side=True)
+        request = b""
+        with conn:
+            while b"\r\n\r\n" not in request:
+                try:
+                    tls.do_handshake()
+                    request += tls.read(65536)
+                except ssl.SSLWantReadError:
+                    conn.sendall(outgoing.read())
+                    incoming.write(conn.recv(65536))
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            tls.write(head + f"{len(self.body):x}\r\n".encode() + self.body + b"\r\n")
+            conn.sendall(outgoing.read())
+            try:
+                while conn.recv(65536):
+                    pass  # the close_notify, read off the wire and never answered
+            except ConnectionResetError:
+                pass
+            self.dropped.set()
+
+
+async def test_a_closed_stream_drops_its_connection_though_the_server_never_answers_the_tls_close(
+    pki: Pki,
+) -> None:
+    event = b'{"type":"ADDED","object":{"kind":"Pod","metadata":{"name":"p1"}}}\n'
+    server = MuteAfterResponse(pki, event)
+    server.start()
+    cfg = ClusterConfig(host=f"https://127.0.0.1:{server.port}", ca_file=str(pki.ca_file), token=TOKEN)
+    async with await KubeClient.open(cfg) as client:
+        watch = client.watch_objects("default", "pods", "metadata.name=p1", what="pod p1")
+        kind, _ = await anext(watch)
+        assert kind == "ADDED"
+        await watch.aclose()
+    # Left to a graceful TLS shutdown, the socket stayed open 30 s, then until garbage collection.
+    assert await asyncio.to_thread(server.dropped.wait, 10)
+    server.join(timeout=10)
