@@ -14,9 +14,16 @@ runner's own liveness checks (heartbeats, GETs beside watches, read timeouts) ar
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+ABORT_CLOSED_TLS = sys.version_info < (3, 12, 8)
+"""For aiohttp's connector (`enable_cleanup_closed=`): before Python 3.12.8 a TLS connection closed
+after its response (every stream's, every fresh one's) waits up to 30 s for the server's
+close_notify, no longer tracked by the pool, so closing the client leaves its socket open (CI saw
+one to a busy API server); the connector then aborts it within 2 s, or when it closes."""
 
 
 @dataclass(frozen=True, slots=True)

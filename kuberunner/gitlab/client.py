@@ -30,7 +30,6 @@ import json
 import logging
 import random
 import ssl
-import sys
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ import aiohttp
 
 from kuberunner import __version__
 from kuberunner.gitlab.payload import recover_id_and_token
-from kuberunner.tcp_keepalive import Keepalive, keepalive_factory
+from kuberunner.tcp_keepalive import ABORT_CLOSED_TLS, Keepalive, keepalive_factory
 
 log = logging.getLogger(__name__)
 
@@ -266,8 +265,7 @@ class GitLabClient:
                     ssl=self._ssl,
                     socket_factory=_keepalive_socket,
                     force_close=fresh,
-                    # Else a closed TLS connection waits up to 30 s for GitLab's close_notify.
-                    enable_cleanup_closed=sys.version_info < (3, 12, 8),
+                    enable_cleanup_closed=ABORT_CLOSED_TLS,
                 ),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
                 headers={"User-Agent": f"kuberunner {__version__} (linux)"},

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio.sslproto
 import json
 import ssl
-import sys
 import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from contextlib import aclosing, contextmanager
@@ -49,6 +48,7 @@ from kuberunner.kube.errors import (
 )
 from kuberunner.kube.loglines import LineSplitter, LineTooLong
 from kuberunner.kube.sockets import DEFAULT_KEEPALIVE, Keepalive, keepalive_factory
+from kuberunner.tcp_keepalive import ABORT_CLOSED_TLS
 
 _MAX_ERROR_BODY = 65536
 
@@ -229,10 +229,7 @@ class KubeClient:
                     ssl=ssl_ctx if ssl_ctx is not None else True,
                     force_close=fresh,
                     keepalive_timeout=None if fresh else KEEPALIVE_TIMEOUT,
-                    # A TLS connection closed after its response (every stream's) waits for the
-                    # server's close_notify, up to 30 s on Python < 3.12.8, untracked by the pool:
-                    # a busy API server left sockets open past the client's close (CI saw one).
-                    enable_cleanup_closed=sys.version_info < (3, 12, 8),
+                    enable_cleanup_closed=ABORT_CLOSED_TLS,
                     socket_factory=keepalive_factory(keepalive),
                 ),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
